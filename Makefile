@@ -1,0 +1,67 @@
+# Vigil — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+GEN := libs/common/src
+PROTOS := $(shell find proto -name '*.proto')
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the pinned dependencies
+
+$(GEN)/vigil/.generated: $(VENV)/.installed $(PROTOS)
+	rm -rf $(GEN)/vigil && mkdir -p $(GEN)/vigil
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=$(GEN) --pyi_out=$(GEN) --grpc_python_out=$(GEN) $(PROTOS)
+	find $(GEN)/vigil -type d -exec touch {}/__init__.py \;
+	touch $@
+
+# Editable install of our own packages; after `proto`, so the generated `vigil` package is mapped.
+$(VENV)/.editable: $(GEN)/vigil/.generated pyproject.toml
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+proto: $(GEN)/vigil/.generated ## generate the protobuf/gRPC modules (vigil.*.v1)
+
+setup: venv proto $(VENV)/.editable ## everything the other targets need
+
+run: setup ## start the whole system on embedded defaults, run the demo, keep running until Ctrl-C
+	$(PY) -m vigil_local run
+
+demo: setup ## like run, but exit when the demo pipeline is done (0 = expected outcome)
+	$(PY) -m vigil_local demo
+
+test: setup test-unit test-integration test-e2e ## all tests
+
+test-unit: setup ## unit tests (no network)
+	$(PY) -m pytest tests/unit -q
+
+test-integration: setup ## integration tests against the real broker and PostgreSQL
+	$(PY) -m pytest tests/integration -q
+
+test-e2e: setup ## end-to-end test through real processes
+	$(PY) -m pytest tests/e2e -q
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check .
+
+bench: setup ## benchmarks
+	$(PY) -m bench
+
+lock: ## re-pin requirements.lock from requirements.in
+	rm -rf /tmp/vigil-lock && $(PYTHON) -m venv /tmp/vigil-lock
+	/tmp/vigil-lock/bin/pip install -q -r requirements.in
+	(echo '# Pinned by `make lock` (pip freeze of a venv built from requirements.in).'; /tmp/vigil-lock/bin/pip freeze) > requirements.lock
+
+clean: ## remove the venv, generated code and local state
+	rm -rf $(VENV) $(GEN)/vigil var
+
+.PHONY: help venv proto setup run demo test test-unit test-integration test-e2e lint bench lock clean
