@@ -28,6 +28,6 @@ def configure(service: str, level: str = "INFO", version: str = "") -> None:
     structlog.contextvars.bind_contextvars(service=service, version=version)
 
 
-def get(name: str) -> structlog.stdlib.BoundLogger:
+def get(name: str) -> structlog.typing.FilteringBoundLogger:
     """A logger named for its module."""
-    return structlog.get_logger(logger=name)
+    return structlog.get_logger(module=name)

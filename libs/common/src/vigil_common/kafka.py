@@ -1,0 +1,155 @@
+"""Kafka through aiokafka: producer and the consume loop every service uses.
+
+The loop, per record: decode the envelope (undecodable: to the dead-letter topic with the
+reason, then on) -> the handler (which skips an already-handled ``ce_id`` inside its own
+database transaction) -> commit the offset after the handler returned, so a crash between the
+two redelivers rather than loses (aiokafka docs/consumer.rst, "at least once").
+
+Settings follow RUNTIME.md for the embedded broker: no idempotent producer, earliest offsets
+with committed positions, a small fetch_max_wait_ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from prometheus_client import Counter
+
+from vigil_common import envelope, logs, topics
+from vigil_common.config import KafkaSettings
+
+log = logs.get(__name__)
+
+CONSUMED = Counter("vigil_events_consumed_total", "Events handled", ["topic", "type"])
+DEAD_LETTERED = Counter("vigil_events_dead_lettered_total", "Records sent to a DLQ", ["topic"])
+HANDLER_RETRIES = Counter("vigil_handler_retries_total", "Handler failures retried", ["topic"])
+
+Handler = Callable[[envelope.Envelope], Awaitable[None]]
+
+
+class RejectedEvent(Exception):
+    """A well-formed event the handler can never process; it goes to the dead-letter topic."""
+
+
+@contextlib.asynccontextmanager
+async def producer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer (acks=all, no idempotence: the embedded broker lacks it)."""
+    p = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=False,
+        max_batch_size=256 * 1024, linger_ms=0, request_timeout_ms=15000,
+    )
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 3) -> None:
+    """Create topics that do not exist yet (idempotent on Kafka and on the embedded broker)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions, replication_factor=1)
+                     for n in missing])
+    finally:
+        await admin.close()
+
+
+def _consumer(settings: KafkaSettings, group: str, names: list[str]) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *names,
+        bootstrap_servers=settings.bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        rebalance_timeout_ms=max(settings.session_timeout_ms, 3000),
+        max_poll_records=200,
+    )
+
+
+async def dead_letter(prod: AIOKafkaProducer, record: ConsumerRecord, reason: str) -> None:
+    """Send a record unchanged to ``<topic>.dlq`` with why and where it came from."""
+    headers = list(record.headers or []) + [
+        ("dlq_reason", reason.encode()[:4000]),
+        ("dlq_source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+    ]
+    await prod.send_and_wait(topics.dead_letter(record.topic), record.value, key=record.key,
+                             headers=headers)
+    DEAD_LETTERED.labels(record.topic).inc()
+    log.warning("dead-lettered record", topic=record.topic, partition=record.partition,
+                offset=record.offset, reason=reason)
+
+
+async def consume(settings: KafkaSettings, group: str, names: list[str], handler: Handler,
+                  prod: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
+    """Consume ``names`` as ``group`` until cancelled; see the module docstring for the rules.
+
+    A handler exception other than RejectedEvent is treated as transient (database down, ...):
+    the record is retried with backoff and never skipped, so nothing is lost.
+    """
+    consumer = _consumer(settings, group, names)
+    await consumer.start()
+    try:
+        if ready is not None:
+            await _wait_assigned(consumer)
+            ready.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=200)
+            for tp, records in batches.items():
+                for record in records:
+                    await _handle(record, handler, prod)
+                await consumer.commit({tp: records[-1].offset + 1})
+    finally:
+        await consumer.stop()
+
+
+async def _wait_assigned(consumer: AIOKafkaConsumer) -> None:
+    # Joining the group happens on the first fetch; poll without records until assigned.
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100, max_records=1)
+        # A record fetched here is not lost: nothing is committed, so we rewind below.
+    for tp in consumer.assignment():
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+
+
+async def _handle(record: ConsumerRecord, handler: Handler, prod: AIOKafkaProducer) -> None:
+    try:
+        event = envelope.decode(record.headers, record.value)
+    except envelope.UndecodableEvent as exc:
+        await dead_letter(prod, record, f"undecodable: {exc}")
+        return
+    delay = 0.1
+    while True:
+        try:
+            await handler(event)
+            CONSUMED.labels(record.topic, event.type).inc()
+            return
+        except RejectedEvent as exc:
+            await dead_letter(prod, record, f"rejected {event.type} {event.id}: {exc}")
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            HANDLER_RETRIES.labels(record.topic).inc()
+            log.exception("handler failed; retrying", topic=record.topic, offset=record.offset,
+                          type=event.type, ce_id=event.id, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

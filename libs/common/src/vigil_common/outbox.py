@@ -1,0 +1,87 @@
+"""Transactional outbox: events are written in the same transaction as the state they report,
+then a relay publishes them to Kafka and deletes them.
+
+``add`` inserts into ``outbox`` and NOTIFYs ``vigil_outbox`` (delivered at commit), which wakes
+the relay at once; the relay also polls, so a missed notification only delays, never loses.
+Rows of one producer are published in id order, so events of one key keep their order.
+Delivery is at least once: a crash after publishing but before the delete re-publishes the
+same ``ce_id``, which consumers drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from google.protobuf import message as pb_message
+from prometheus_client import Counter
+
+from vigil_common import envelope, logs
+
+log = logs.get(__name__)
+CHANNEL = "vigil_outbox"
+PUBLISHED = Counter("vigil_outbox_published_total", "Outbox rows published", ["producer"])
+
+
+async def add(conn: asyncpg.Connection, producer: str, topic: str, key: str,
+              message: pb_message.Message, *, event_id: str | None = None,
+              time: datetime | None = None) -> None:
+    """Queue ``message`` for ``topic`` inside the caller's transaction."""
+    headers, value = envelope.encode(message, source=producer, event_id=event_id, time=time)
+    await conn.execute(
+        "INSERT INTO outbox (producer, topic, key, header_names, header_values, value) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        producer, topic, key.encode(), [h for h, _ in headers], [v.decode() for _, v in headers],
+        value,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, producer)
+
+
+async def relay(pool: asyncpg.Pool, prod: AIOKafkaProducer, producer: str,
+                poll_interval: float = 1.0, batch: int = 500) -> None:
+    """Publish ``producer``'s outbox rows until cancelled."""
+    wake = asyncio.Event()
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == producer:
+            wake.set()
+
+    listener = await pool.acquire()
+    await listener.add_listener(CHANNEL, on_notify)
+    try:
+        while True:
+            wake.clear()
+            sent = await publish_pending(pool, prod, producer, batch)
+            if sent < batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), poll_interval)
+    finally:
+        with contextlib.suppress(Exception):
+            await listener.remove_listener(CHANNEL, on_notify)
+        await pool.release(listener)
+
+
+async def publish_pending(pool: asyncpg.Pool, prod: AIOKafkaProducer, producer: str,
+                          batch: int = 500) -> int:
+    """Publish one batch of pending rows; returns how many were published."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, topic, key, header_names, header_values, value FROM outbox "
+            "WHERE producer = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", producer, batch)
+        if not rows:
+            return 0
+        futures = [
+            await prod.send(r["topic"], r["value"], key=r["key"],
+                            headers=[(n, v.encode()) for n, v in zip(r["header_names"],
+                                                                      r["header_values"],
+                                                                      strict=True)])
+            for r in rows
+        ]
+        await asyncio.gather(*futures)
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+                           [r["id"] for r in rows])
+    PUBLISHED.labels(producer).inc(len(rows))
+    return len(rows)
