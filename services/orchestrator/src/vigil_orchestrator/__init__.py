@@ -1,0 +1,1 @@
+"""The orchestrator: owns pipeline executions and advances them from events."""

@@ -1,0 +1,1 @@
+"""The orchestrator's I/O: PostgreSQL store, gRPC API."""

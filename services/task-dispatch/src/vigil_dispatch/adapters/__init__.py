@@ -1,0 +1,1 @@
+"""task-dispatch I/O: the PostgreSQL task queue and delegate registry."""
