@@ -110,7 +110,7 @@ class Handlers:
                                            lambda ex: decide(ex, event, now), now)
         if decision is not None and decision.events:
             for ev in decision.events:
-                log.info("execution progressed", execution_id=execution_id, event=ev.kind,
+                log.info("execution progressed", execution_id=execution_id, kind=ev.kind,
                          step=ev.step.name if ev.step else None, message=ev.message or None)
 
     async def sweep_deadlines(self) -> int:

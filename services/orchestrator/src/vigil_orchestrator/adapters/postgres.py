@@ -74,8 +74,9 @@ class PostgresStore:
                 "SELECT state FROM executions WHERE id = $1 FOR UPDATE", execution_id)
             if row is None or not await inbox.claim(conn, consumer, event_id):
                 return None
-            decision = decide(codec.load(json.loads(row["state"])))
-            if decision.commands or decision.events:
+            before = codec.load(json.loads(row["state"]))
+            decision = decide(before)
+            if decision.execution != before:
                 ex = decision.execution
                 await conn.execute(
                     "UPDATE executions SET state = $2, status = $3, next_deadline = $4, "

@@ -224,7 +224,8 @@ def _maybe_finish_verify(d: Decision, i: int, now: datetime) -> Decision:
         return d
     bad = [v for v in st.verdicts if v.verdict != PASS]
     if bad:
-        reason = "; ".join(f"{v.analysis} {v.verdict}: {v.reason}" for v in bad)
+        reason = "; ".join(f"{v.analysis} {v.verdict}: {v.reason.removeprefix(v.verdict + ': ')}"
+                           for v in bad)
         return _fail_step(d, i, reason, now)
     return _succeed_step(d, i, "; ".join(f"{v.analysis} PASS" for v in st.verdicts), now)
 

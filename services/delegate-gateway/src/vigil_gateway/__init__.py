@@ -1,0 +1,1 @@
+"""delegate-gateway: terminates delegate streams, forwards tasks, publishes their results."""

@@ -1,0 +1,5 @@
+import asyncio
+
+from vigil_gateway.main import main
+
+asyncio.run(main())

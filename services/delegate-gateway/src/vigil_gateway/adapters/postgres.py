@@ -1,0 +1,89 @@
+"""Gateway state in PostgreSQL: account tokens (hashed), delegate sessions, received reports.
+
+A report (task result or health data) is stored by its idempotency key (task, attempt, kind)
+in the same transaction as the outbox row that publishes it: a delegate resending after a
+reconnect changes nothing, and nothing is published twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+import asyncpg
+from google.protobuf import message as pb_message
+from vigil.events.v1 import tasks_pb2
+from vigil_common import outbox, topics
+
+PRODUCER = "delegate-gateway"
+_DELEGATE_NAMESPACE = uuid.UUID("0b7f3a56-5a0e-4f57-8c3e-5d1f6a2b9c44")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def delegate_id_for(account_id: str, name: str) -> str:
+    """A delegate's id is stable per account and name, across reconnects and restarts."""
+    return str(uuid.uuid5(_DELEGATE_NAMESPACE, f"{account_id}/{name}"))
+
+
+async def create_token(pool: asyncpg.Pool, account_id: str, description: str = "") -> str:
+    """A new account token; only its hash is stored. Returns the token (shown once)."""
+    token = f"vgl_{secrets.token_urlsafe(32)}"
+    await pool.execute(
+        "INSERT INTO delegate_tokens (account_id, token_hash, description) VALUES ($1, $2, $3)",
+        account_id, hash_token(token), description)
+    return token
+
+
+async def revoke_token(pool: asyncpg.Pool, account_id: str, token: str) -> bool:
+    """Revoke a token; True if it existed and was active."""
+    return await pool.fetchval(
+        "UPDATE delegate_tokens SET revoked_at = now() WHERE account_id = $1 AND token_hash = $2 "
+        "AND revoked_at IS NULL RETURNING true", account_id, hash_token(token)) or False
+
+
+class GatewayStore:
+    def __init__(self, pool: asyncpg.Pool, version: str, gateway_id: str):
+        self._pool = pool
+        self._version = version
+        self._gateway_id = gateway_id
+
+    async def token_valid(self, account_id: str, token: str) -> bool:
+        return bool(await self._pool.fetchval(
+            "SELECT true FROM delegate_tokens WHERE account_id = $1 AND token_hash = $2 "
+            "AND revoked_at IS NULL", account_id, hash_token(token)))
+
+    async def open_session(self, ev: tasks_pb2.DelegateConnected) -> int:
+        """Start a new session for the delegate and announce it; returns the session number."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            session = await conn.fetchval(
+                "INSERT INTO delegate_sessions (delegate_id, account_id, name, session, "
+                "gateway_id) VALUES ($1, $2, $3, 1, $4) ON CONFLICT (delegate_id) DO UPDATE "
+                "SET session = delegate_sessions.session + 1, gateway_id = EXCLUDED.gateway_id, "
+                "connected_at = now() RETURNING session",
+                ev.delegate_id, ev.account_id, ev.name, self._gateway_id)
+            ev.session = session
+            await outbox.add(conn, PRODUCER, topics.delegate_events(self._version),
+                             ev.delegate_id, ev, event_id=f"connected/{ev.delegate_id}/{session}")
+            return session
+
+    async def close_session(self, ev: tasks_pb2.DelegateDisconnected) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await outbox.add(conn, PRODUCER, topics.delegate_events(self._version),
+                             ev.delegate_id, ev,
+                             event_id=f"disconnected/{ev.delegate_id}/{ev.session}")
+
+    async def report(self, task_id: str, attempt: int, kind: str, topic: str, key: str,
+                     message: pb_message.Message) -> bool:
+        """Store a delegate report once and queue its event; False if already received."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            new = await conn.fetchval(
+                "INSERT INTO task_reports (task_id, attempt, kind) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING RETURNING true", task_id, attempt, kind)
+            if new:
+                await outbox.add(conn, PRODUCER, topic, key, message,
+                                 event_id=f"{kind}/{task_id}/{attempt}")
+            return bool(new)

@@ -1,0 +1,5 @@
+import asyncio
+
+from vigil_delegate.main import main
+
+asyncio.run(main())

@@ -1,0 +1,1 @@
+"""metric-analyzer: judges a verification's metrics and publishes the verdict."""
