@@ -53,9 +53,6 @@ test-e2e: setup ## end-to-end test through real processes
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .
 
-bench: setup ## benchmarks
-	$(PY) -m bench
-
 lock: ## re-pin requirements.lock from requirements.in
 	rm -rf /tmp/vigil-lock && $(PYTHON) -m venv /tmp/vigil-lock
 	/tmp/vigil-lock/bin/pip install -q -r requirements.in
@@ -64,4 +61,4 @@ lock: ## re-pin requirements.lock from requirements.in
 clean: ## remove the venv, generated code and local state
 	rm -rf $(VENV) $(GEN)/vigil var
 
-.PHONY: help venv proto setup run demo test test-unit test-integration test-e2e lint bench lock clean
+.PHONY: help venv proto setup run demo test test-unit test-integration test-e2e lint lock clean

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
+
 from vigil_delegate.health import logs, metrics
 from vigil_delegate.health.metrics import Totals
 

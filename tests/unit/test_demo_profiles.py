@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from statistics import mean
 
 import pytest
+
 from vigil_demo import logformat, profiles, work
 
 
@@ -92,7 +93,8 @@ def test_a_log_line_has_utc_millis_level_thread_logger_and_message() -> None:
 
 def test_continuation_lines_of_a_multi_line_record_start_with_a_tab() -> None:
     when = datetime(2026, 11, 22, 2, 37, 7, tzinfo=UTC)
-    message = "Unhandled exception processing order 7\njava.lang.NullPointerException: x\n\tat a.B.c"
+    message = ("Unhandled exception processing order 7\n"
+               "java.lang.NullPointerException: x\n\tat a.B.c")
     lines = logformat.format_line(when, "ERROR", "t", "demo.orders", message).split("\n")
     assert lines == [
         "2026-11-22T02:37:07.000Z ERROR [t] demo.orders - Unhandled exception processing order 7",

@@ -3,6 +3,7 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from vigil_common.verdicts import Sensitivity, Verdict
 from vigil_log_analyzer.domain import (
     ClusterLabel,

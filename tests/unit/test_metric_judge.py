@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import pytest
+
 from vigil_common.verdicts import Sensitivity, Verdict, combine
 from vigil_metric_analyzer.domain import (
     Direction,

@@ -17,10 +17,10 @@ from typing import TextIO
 
 import grpc
 from aiokafka import AIOKafkaConsumer
+
 from vigil.api.v1 import api_pb2, api_pb2_grpc
 from vigil.events.v1 import execution_pb2, verification_pb2
 from vigil_common import envelope, topics
-
 from vigil_local.stack import DEMO_ACCOUNT, Stack
 
 PIPELINE = Path(__file__).resolve().parents[3] / "demo" / "pipelines" / "demo-canary.yaml"
@@ -95,7 +95,8 @@ async def _narrate(bootstrap: str, execution_id: str, out: TextIO,
 def describe(msg: object) -> str:
     """One line for a public lifecycle event."""
     if isinstance(msg, execution_pb2.ExecutionStarted):
-        return f"execution {msg.execution_id} started: pipeline {msg.pipeline} on {msg.vigil_version}"
+        return (f"execution {msg.execution_id} started: pipeline {msg.pipeline} "
+                f"on {msg.vigil_version}")
     if isinstance(msg, execution_pb2.ExecutionFinished):
         status = execution_pb2.ExecutionStatus.Name(msg.status).removeprefix("EXECUTION_STATUS_")
         extra = " (rolled back)" if msg.rolled_back else ""
@@ -145,7 +146,8 @@ def expected_checks(ex: api_pb2.Execution,
         Check("log analysis failed the canary on a new NullPointerException",
               logs is not None and logs.verdict == verification_pb2.VERDICT_KIND_FAIL
               and "NullPointerException" in text(logs)),
-        Check("verification step failed", status("verify-canary") == execution_pb2.STEP_STATUS_FAILED),
+        Check("verification step failed",
+              status("verify-canary") == execution_pb2.STEP_STATUS_FAILED),
         Check("canary rolled back", status("rollback-deploy-canary")
               == execution_pb2.STEP_STATUS_SUCCEEDED and ex.rolled_back),
         Check("execution ended FAILED with the verification's reasons",

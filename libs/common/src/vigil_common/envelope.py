@@ -18,7 +18,7 @@ from google.protobuf import message as pb_message
 from google.protobuf import symbol_database
 
 # Importing the generated modules registers every Vigil message with the default pool.
-from vigil.delegate.v1 import delegate_pb2, tasks_pb2 as delegate_tasks_pb2  # noqa: F401
+from vigil.delegate.v1 import delegate_pb2  # noqa: F401
 from vigil.events.v1 import execution_pb2, tasks_pb2, verification_pb2  # noqa: F401
 
 SPEC_VERSION = "1.0"

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
-from vigil.events.v1 import verification_pb2
 
+from vigil.events.v1 import verification_pb2
 from vigil_common import outbox, topics
 from vigil_common.verdicts import AnalysisResult, Sensitivity, Verdict
 

@@ -7,7 +7,6 @@ from vigil.events.v1 import tasks_pb2
 from vigil_common import logs
 from vigil_common.envelope import Envelope
 from vigil_common.kafka import RejectedEvent
-
 from vigil_gateway.adapters.grpc_stream import Connections
 
 log = logs.get(__name__)

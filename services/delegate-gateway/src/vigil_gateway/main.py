@@ -6,7 +6,6 @@ import os
 
 from vigil_common import db, kafka, logs, metrics, outbox, topics
 from vigil_common.service import serve_until_sigterm
-
 from vigil_gateway.adapters import grpc_stream
 from vigil_gateway.adapters.postgres import PRODUCER, GatewayStore
 from vigil_gateway.config import Settings

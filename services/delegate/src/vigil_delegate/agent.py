@@ -13,9 +13,9 @@ import random
 import time
 
 import grpc
+
 from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
 from vigil_common import logs
-
 from vigil_delegate.config import Settings
 from vigil_delegate.pending import PendingReports
 from vigil_delegate.runner import Runner

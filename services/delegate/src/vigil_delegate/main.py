@@ -7,7 +7,6 @@ import sys
 
 from vigil_common import logs
 from vigil_common.service import serve_until_sigterm
-
 from vigil_delegate.agent import Agent, RegistrationRefused
 from vigil_delegate.config import Settings
 

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from vigil.delegate.v1 import delegate_pb2, tasks_pb2
 from vigil.events.v1 import verification_pb2
-
 from vigil_delegate.health import collect_metrics, read_log_records
 from vigil_delegate.targets import DeploymentError, LocalProcessTarget
 
@@ -53,12 +53,13 @@ class Runner:
                 summary, data = await self._execute(assignment.spec, progress)
             reports += [delegate_pb2.DelegateMessage(health_data=delegate_pb2.HealthData(
                 **key, **d)) for d in data]
-            result = delegate_pb2.TaskResult(**key, success=True, execution_id=assignment.execution_id,
+            result = delegate_pb2.TaskResult(**key, success=True,
+                                             execution_id=assignment.execution_id,
                                              output=tasks_pb2.TaskOutput(summary=summary))
         except TimeoutError:
-            result = delegate_pb2.TaskResult(**key, success=False,
-                                             execution_id=assignment.execution_id,
-                                             error=f"timed out after {assignment.timeout_seconds:g}s")
+            result = delegate_pb2.TaskResult(
+                **key, success=False, execution_id=assignment.execution_id,
+                error=f"timed out after {assignment.timeout_seconds:g}s")
         except (TaskError, DeploymentError, ValueError, OSError) as exc:
             result = delegate_pb2.TaskResult(**key, success=False,
                                              execution_id=assignment.execution_id, error=str(exc))

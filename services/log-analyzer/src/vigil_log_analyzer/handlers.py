@@ -8,11 +8,11 @@ seen only on the test side are never remembered, so a regression stays unknown u
 from __future__ import annotations
 
 import asyncpg
+
 from vigil.events.v1 import verification_pb2
 from vigil_common import inbox, logs, verdict_events
 from vigil_common.envelope import Envelope
 from vigil_common.kafka import RejectedEvent
-
 from vigil_log_analyzer.domain import LogEvent, judge_logs, template_id, template_of
 
 log = logs.get(__name__)

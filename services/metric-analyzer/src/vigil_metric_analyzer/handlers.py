@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import asyncpg
+
 from vigil.events.v1 import verification_pb2
 from vigil_common import inbox, logs, verdict_events
 from vigil_common.envelope import Envelope
 from vigil_common.kafka import RejectedEvent
-
 from vigil_metric_analyzer.domain import (
     VerificationPolicy,
     default_policies,

@@ -6,7 +6,6 @@ import os
 
 from vigil_common import db, kafka, logs, metrics, outbox, topics
 from vigil_common.service import serve_until_sigterm
-
 from vigil_metric_analyzer.config import Settings
 from vigil_metric_analyzer.handlers import PRODUCER, Handlers
 

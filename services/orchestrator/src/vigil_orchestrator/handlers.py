@@ -7,11 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import yaml
+
 from vigil.events.v1 import tasks_pb2, verification_pb2
 from vigil_common import logs
 from vigil_common.envelope import Envelope
 from vigil_common.kafka import RejectedEvent
-
 from vigil_orchestrator import translate
 from vigil_orchestrator.adapters.postgres import PostgresStore
 from vigil_orchestrator.domain import (
@@ -40,7 +40,8 @@ def parse_yaml(text: str) -> object:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise PipelineInvalid([("", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}")])
+        raise PipelineInvalid(
+            [("", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}")]) from None
 
 
 class Handlers:

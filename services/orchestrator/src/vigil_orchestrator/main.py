@@ -7,7 +7,6 @@ import os
 
 from vigil_common import db, kafka, logs, metrics, outbox, topics
 from vigil_common.service import serve_until_sigterm
-
 from vigil_orchestrator.adapters import grpc_api
 from vigil_orchestrator.adapters.postgres import PRODUCER, PostgresStore
 from vigil_orchestrator.config import Settings

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from vigil.api.v1 import api_pb2
 from vigil.delegate.v1 import tasks_pb2 as spec_pb2
 from vigil.events.v1 import execution_pb2, tasks_pb2, verification_pb2
-
 from vigil_orchestrator.domain import (
     DispatchTask,
     Execution,

@@ -6,7 +6,6 @@ from vigil.events.v1 import tasks_pb2
 from vigil_common import logs
 from vigil_common.envelope import Envelope
 from vigil_common.kafka import RejectedEvent
-
 from vigil_dispatch.adapters.postgres import PostgresDispatch
 
 log = logs.get(__name__)

@@ -6,7 +6,6 @@ import os
 
 from vigil_common import db, kafka, logs, metrics, outbox, topics
 from vigil_common.service import serve_until_sigterm
-
 from vigil_dispatch.adapters.postgres import PRODUCER, PostgresDispatch
 from vigil_dispatch.config import Settings
 from vigil_dispatch.handlers import Handlers

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Gauge
+
 from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
 from vigil.events.v1 import tasks_pb2
 from vigil_common import grpc_server, logs, topics
-
 from vigil_gateway.adapters.postgres import GatewayStore, delegate_id_for
 
 log = logs.get(__name__)

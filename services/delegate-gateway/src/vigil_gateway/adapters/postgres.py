@@ -13,6 +13,7 @@ import uuid
 
 import asyncpg
 from google.protobuf import message as pb_message
+
 from vigil.events.v1 import tasks_pb2
 from vigil_common import outbox, topics
 

@@ -143,7 +143,7 @@ async def collect_metrics(
             *(_scrape(url, timeout_s) for url in endpoints.values())
         )
         failures = []
-        for (host, url), (totals, error) in zip(endpoints.items(), results):
+        for (host, url), (totals, error) in zip(endpoints.items(), results, strict=True):
             scrapes[host].append(totals)
             if error is not None:
                 failures.append(f"{host} ({url}): {error}")

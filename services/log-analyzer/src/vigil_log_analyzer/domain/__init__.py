@@ -1,7 +1,6 @@
 """Log analysis domain: templates, clusters and the new-template judge (no I/O)."""
 
 from vigil_common.verdicts import AnalysisResult, Finding, Sensitivity, Verdict, combine
-
 from vigil_log_analyzer.domain.clusters import (
     FREQUENCY_FACTOR,
     FREQUENCY_MIN_COUNT,

@@ -26,7 +26,6 @@ from vigil_common.verdicts import (
     ordered,
     summarize,
 )
-
 from vigil_log_analyzer.domain.clusters import (
     FREQUENCY_FACTOR,
     Cluster,

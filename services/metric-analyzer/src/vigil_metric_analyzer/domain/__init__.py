@@ -1,7 +1,6 @@
 """Metric analysis domain: policies and the plain threshold judge (no I/O)."""
 
 from vigil_common.verdicts import AnalysisResult, Finding, Sensitivity, Verdict, combine
-
 from vigil_metric_analyzer.domain.judge import (
     ANALYZER,
     GroupData,

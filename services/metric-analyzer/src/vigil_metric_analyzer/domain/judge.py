@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from vigil_common.verdicts import AnalysisResult, Finding, Verdict, ordered, summarize
-
 from vigil_metric_analyzer.domain.policy import Direction, MetricPolicy, VerificationPolicy
 from vigil_metric_analyzer.domain.summary import Summary, amount, present, quantity, signed
 

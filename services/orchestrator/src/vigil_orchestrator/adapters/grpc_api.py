@@ -7,9 +7,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+
 from vigil.api.v1 import api_pb2, api_pb2_grpc
 from vigil_common import grpc_server, logs
-
 from vigil_orchestrator import translate
 from vigil_orchestrator.adapters.postgres import PostgresStore
 from vigil_orchestrator.domain import PipelineInvalid

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 import asyncpg
-from vigil_common import inbox, outbox, topics
 
+from vigil_common import inbox, outbox, topics
 from vigil_orchestrator import codec, translate
 from vigil_orchestrator.domain import Decision, Execution
 

@@ -7,10 +7,10 @@ an account are locked (FOR UPDATE) while choosing, so two dispatchers never over
 from __future__ import annotations
 
 import asyncpg
+
 from vigil.delegate.v1 import tasks_pb2 as spec_pb2
 from vigil.events.v1 import tasks_pb2
 from vigil_common import inbox, outbox, topics
-
 from vigil_dispatch.domain import Candidate, pick
 
 PRODUCER = "task-dispatch"

@@ -1,0 +1,118 @@
+"""End to end through real processes: the same Stack `make run` starts (embedded broker, real
+PostgreSQL, five services and a delegate as separate processes), driven through the public
+gRPC API and observed on the public Kafka topics."""
+
+import io
+import os
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from vigil.api.v1 import api_pb2, api_pb2_grpc
+from vigil.events.v1 import execution_pb2
+from vigil_delegate.targets import LocalProcessTarget
+from vigil_local.database import drop_database
+from vigil_local.demo import run_demo
+from vigil_local.stack import DEMO_ACCOUNT, Stack, StackConfig
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.split(")")[-1].split()[0] != "Z"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def stack(tmp_path_factory):
+    environ = dict(os.environ)
+    if "DATABASE_URL" not in environ:
+        name = f"vigil_e2e_{uuid.uuid4().hex[:8]}"
+        config = StackConfig(state_dir=tmp_path_factory.mktemp("stack"), database_name=name,
+                             environ=environ)
+    else:
+        config = StackConfig(state_dir=tmp_path_factory.mktemp("stack"), environ=environ)
+    out = io.StringIO()
+    s = Stack(config, out=out)
+    async with s:
+        yield s
+        nodes = LocalProcessTarget(s.delegate_workdir / "local-process").nodes("demo")
+    pids = [p.pid for p in s.supervisor.processes] + [n.pid for n in nodes]
+    assert not [p for p in pids if _alive(p)], "a stack process outlived the stack"
+    if "DATABASE_URL" not in environ:
+        await drop_database(s.database.url)
+
+
+async def test_canary_with_a_regression_is_rolled_back_and_the_execution_fails(stack):
+    out = io.StringIO()
+    outcome = await run_demo(stack, out=out)
+    failed = [c.what for c in outcome.checks if not c.ok]
+    assert failed == [], f"unexpected demo outcome {failed}:\n{out.getvalue()}"
+    ex = outcome.execution
+    assert ex.status == execution_pb2.EXECUTION_STATUS_FAILED and ex.rolled_back
+    assert "NullPointerException" in ex.reason and "response_time_ms" in ex.reason
+    # The delegate's local-process target: the canary node is gone, the primaries still run v1.
+    nodes = {n.node: n for n in LocalProcessTarget(stack.delegate_workdir / "local-process")
+             .nodes("demo")}
+    assert sorted(nodes) == ["node-1", "node-2"]
+    assert all(n.version == "v1" and n.alive for n in nodes.values())
+
+
+async def test_a_healthy_canary_passes_verification_and_the_execution_succeeds(stack):
+    out = io.StringIO()
+    outcome = await run_demo(stack, out=out, inputs={"canary_version": "v3"})
+    ex = outcome.execution
+    assert ex.status == execution_pb2.EXECUTION_STATUS_SUCCEEDED, out.getvalue()
+    assert not ex.rolled_back
+    assert [s.status for s in ex.steps] == [execution_pb2.STEP_STATUS_SUCCEEDED] * 3
+
+
+async def test_a_malformed_pipeline_is_refused_with_the_path_of_the_bad_field(stack):
+    bad = """
+name: broken
+stages:
+  - name: only
+    workflow:
+      phases:
+        - name: p
+          steps:
+            - name: s
+              type: deploy
+              service: demo
+              version: v1
+              nodes: [node-1]
+              command: [true]
+              timeout: soon
+"""
+    async with grpc.aio.insecure_channel(stack.api_address) as channel:
+        api = api_pb2_grpc.PipelineServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await api.ApplyPipeline(api_pb2.ApplyPipelineRequest(account_id=DEMO_ACCOUNT,
+                                                                 yaml=bad))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "stages[0].workflow.phases[0].steps[0].timeout: must be a duration" in \
+        err.value.details()
+
+
+async def test_a_delegate_with_a_wrong_token_is_refused_and_exits_with_the_reason(stack):
+    await stack.start_delegate("intruder", token="vgl_not-a-real-token")
+    proc = stack.supervisor.get("intruder")
+    code = await proc.wait()
+    assert code == 2
+    log = proc.log_path.read_text()
+    assert "UNAUTHENTICATED" in log and "register.token" in log
+
+
+async def test_an_unknown_execution_is_not_found(stack):
+    async with grpc.aio.insecure_channel(stack.api_address) as channel:
+        api = api_pb2_grpc.PipelineServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await api.GetExecution(api_pb2.GetExecutionRequest(
+                account_id=DEMO_ACCOUNT, execution_id=str(uuid.uuid4())))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
