@@ -50,6 +50,9 @@ test-integration: setup ## integration tests against the real broker and Postgre
 test-e2e: setup ## end-to-end test through real processes
 	$(PY) -m pytest tests/e2e -q
 
+bench: setup ## benchmarks, each side by side with its reference (bench/bench_*.py)
+	$(PY) bench/run.py
+
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .
 
@@ -61,4 +64,4 @@ lock: ## re-pin requirements.lock from requirements.in
 clean: ## remove the venv, generated code and local state
 	rm -rf $(VENV) $(GEN)/vigil var
 
-.PHONY: help venv proto setup run demo test test-unit test-integration test-e2e lint lock clean
+.PHONY: help venv proto setup run demo test test-unit test-integration test-e2e lint bench lock clean

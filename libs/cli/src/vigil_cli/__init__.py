@@ -1,0 +1,1 @@
+"""`vigil`, the command line for humans and CI."""

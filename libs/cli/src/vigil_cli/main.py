@@ -1,0 +1,35 @@
+"""`vigil` entry point: each command group lives in its own module with a `register`.
+
+    vigil pipeline apply FILE        create or replace a pipeline (validated, errors name fields)
+    vigil pipeline lint FILE         validate a pipeline file without a server
+    vigil run PIPELINE [-i k=v ...]  start an execution; --wait follows it to the end
+    vigil get execution ID           show an execution's steps
+    vigil token create --account A   create a delegate token (stored hashed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Command modules, each with `register(subparsers)`; a module adds its own sub-commands.
+COMMAND_MODULES = ["vigil_cli.pipelines", "vigil_cli.tokens"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
