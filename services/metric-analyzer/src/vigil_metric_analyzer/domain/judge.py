@@ -1,316 +1,247 @@
-"""The plain threshold check: canary hosts against control hosts, metric by metric.
+"""The metric judge ``sax-robust-v2``: a verification's metrics in, one explained verdict out.
 
-For every metric of the policy and every test host, checks run in this order and the first
-that decides gives the host's finding (its ``rule``):
+For every metric of the policy and every test host, in this order (the first that decides
+gives the finding's ``rule``):
 
-1. ``no-data``: the host has no value at all for the metric -> NO_DATA.
-2. ``fail-fast``: the mean of its values is above ``fail_fast_above`` -> FAIL, no comparison.
-3. ``min-points``: fewer than ``min_points`` values -> NO_DATA.
-4. ``ignore-below``: every value is below ``ignore_below`` -> PASS without analysis; otherwise
-   the values below it are left out and the rest is compared.
+1. ``no-data``: the host has no value for the metric in the window -> NO_DATA.
+2. ``fail-fast``: the host's mean is above ``fail_fast_above``, or ``fail_fast_minutes``
+   consecutive minutes are -> FAIL at once, without analysis.
+3. ``ignore-below``: every value is below ``ignore_below`` -> PASS without analysis; otherwise
+   values below it are left out on both sides.
+4. ``min-points``: fewer than ``min_points`` values -> NO_DATA, or INCONCLUSIVE when the values
+   were there but ignored; the reason says how many more minutes are needed.
 5. ``no-control``: no control host has enough values -> NO_DATA.
-6. ``median-change``: the host's median is compared with the median of each control host
-   (pairwise, as canary nodes are compared with each primary node). It fails when the change in
-   the bad direction is above both the relative tolerance and the absolute floor against *every*
-   control host: being as slow as one old-version node is not a regression of the new version.
+6. The comparison (:mod:`.detectors.comparison`) and its rules (:mod:`.classifiers.host`):
+   ``level-shift``, ``drift``, ``spread-increase``, ``not-clear`` (INCONCLUSIVE).
 
-A control host without enough values gets its own NO_DATA finding, and a metric missing from
-either side one ``"*"`` finding, so missing data always shows. The overall verdict is the worst
-finding (:func:`vigil_common.verdicts.combine`).
+Which control data a test host is compared with depends on the mode: canary - every control
+host, minute by minute; rolling/blue-green - the same host's pre-deployment window where the
+host name persists, else the whole control group; load test - the baseline run, warm-up
+minutes dropped. The verdict is the worst finding (:func:`vigil_common.verdicts.combine`).
+Same inputs, same result: nothing here is random or reads a clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from vigil_common.verdicts import AnalysisResult, Finding, Verdict, ordered, summarize
-from vigil_metric_analyzer.domain.policy import Direction, MetricPolicy, VerificationPolicy
-from vigil_metric_analyzer.domain.summary import Summary, amount, present, quantity, signed
+import numpy as np
 
-ANALYZER = "threshold-v1"
-"""Versioned name stamped on every result of this module."""
-
-Series = Sequence[float | None]
-"""Per-interval values of one metric on one host, oldest first; ``None`` = no data."""
+from vigil_common.verdicts import AnalysisResult, Finding, Sensitivity, Verdict
+from vigil_metric_analyzer.domain.classifiers.host import classify
+from vigil_metric_analyzer.domain.detectors import thresholds
+from vigil_metric_analyzer.domain.detectors.comparison import Comparison, measure
+from vigil_metric_analyzer.domain.policy import MetricPolicy, Mode, VerificationPolicy
+from vigil_metric_analyzer.domain.preprocessing import series
+from vigil_metric_analyzer.domain.preprocessing.series import Series
+from vigil_metric_analyzer.domain.scorers.looks import FINAL, Look
+from vigil_metric_analyzer.domain.scorers.verdict import ALL_HOSTS, result_of
+from vigil_metric_analyzer.domain.sensitivity import limits
+from vigil_metric_analyzer.domain.summary import quantity
 
 GroupData = Mapping[str, Mapping[str, Series]]
-"""One group's data: ``{metric: {host: values}}``."""
-
-ALL_HOSTS = "*"
+"""One group's data: ``{metric: {host: values}}``, one value per minute, ``None`` = no data."""
 
 
-def judge_metrics(
-    control: GroupData, test: GroupData, policy: VerificationPolicy
-) -> AnalysisResult:
-    """Judges canary (test) hosts against control hosts for every metric of ``policy``.
+@dataclass(frozen=True)
+class _Case:
+    """One metric on one test host, measured once for every sensitivity."""
+
+    metric: MetricPolicy
+    host: str
+    fixed: Finding | None = None
+    comparison: Comparison | None = None
+    control_hosts: int = 0
+
+
+def judge_metrics(control: GroupData, test: GroupData, policy: VerificationPolicy,
+                  look: Look = FINAL) -> AnalysisResult:
+    """Judges the test group against the control group for every metric of ``policy``.
 
     Args:
-        control: ``{metric: {host: values}}`` of the control group (e.g. primary nodes on the
-            old version), covering the same time window as ``test``.
-        test: The same for the test group (e.g. canary nodes on the new version).
-        policy: Metrics to judge and the sensitivity; metrics not in it are not judged.
+        control: ``{metric: {host: values}}`` of the control group: the primaries (canary), the
+            pre-deployment window (rolling, blue/green) or the baseline run (load test).
+        test: The same for the test group.
+        policy: Metrics, sensitivity and mode.
+        look: Which look at a growing window this is; p-values must be under its alpha.
 
     Returns:
-        A ``threshold-v1`` result with one finding per metric and test host (plus NO_DATA
-        findings for control hosts without enough data), worst first. Same inputs, same result.
+        A ``sax-robust-v2`` result, one finding per metric and test host, worst first.
     """
-    if not policy.metrics:
-        return _nothing_to_verify("the policy has no metrics to verify", "no-metrics")
-    test_hosts = _hosts(test)
-    control_hosts = _hosts(control)
-    findings: list[Finding] = []
-    for name, metric in policy.metrics.items():
-        controls, control_findings = _control_summaries(
-            metric, {host: control.get(name, {}).get(host, ()) for host in control_hosts}
-        )
-        findings.extend(control_findings)
-        series = {host: test.get(name, {}).get(host, ()) for host in test_hosts}
-        if not any(present(values) for values in series.values()):
-            findings.append(_no_data(name, ALL_HOSTS, f"no test data for {name} on any host"))
-            continue
-        for host, values in series.items():
-            findings.append(_judge_test_host(metric, policy, host, values, controls))
-    return _result(findings)
+    return judge_sensitivities(control, test, policy, [policy.sensitivity], look)[
+        policy.sensitivity]
+
+
+def judge_sensitivities(control: GroupData, test: GroupData, policy: VerificationPolicy,
+                        sensitivities: Iterable[Sensitivity], look: Look = FINAL
+                        ) -> dict[Sensitivity, AnalysisResult]:
+    """:func:`judge_metrics` at several sensitivities, measuring the data only once."""
+    cases, extra = _measure_all(control, test, policy)
+    return {s: result_of(extra + [_finding(case, s, look) for case in cases])
+            for s in sensitivities}
 
 
 def judge_thresholds_only(test: GroupData, policy: VerificationPolicy) -> AnalysisResult:
-    """Plain threshold verification without a control group: only ``fail_fast_above`` counts.
+    """Plain threshold verification without a control group (no analysis, no ML).
 
-    Each metric with a ``fail_fast_above`` is checked on every test host: FAIL when the host's
-    mean is above it, NO_DATA when the host has no or too few values, else PASS. Metrics
-    without a threshold are not checked; when none has one the result is INCONCLUSIVE, since
-    there is nothing to judge the data against.
+    Each metric with a ``fail_fast_above`` is checked on every test host: FAIL when breached
+    (mean, or the consecutive-minutes rule), NO_DATA when the host has no values, else PASS.
+    Without any threshold the result is INCONCLUSIVE: there is nothing to judge against.
     """
-    thresholds = [
-        (metric, metric.fail_fast_above)
-        for metric in policy.metrics.values()
-        if metric.fail_fast_above is not None
-    ]
-    if not thresholds:
-        return _nothing_to_verify(
-            "no metric has a fail_fast_above threshold, and without a control group there is "
-            "nothing else to compare with",
-            "no-thresholds",
-        )
+    checked = [m for m in policy.metrics.values() if m.fail_fast_above is not None]
+    if not checked:
+        return result_of([_note(ALL_HOSTS, Verdict.INCONCLUSIVE, "no-thresholds",
+                                "no metric has a fail_fast_above threshold, and without a "
+                                "control group there is nothing else to compare with")])
     hosts = _hosts(test)
-    findings: list[Finding] = []
-    for metric, threshold in thresholds:
-        series = {host: test.get(metric.name, {}).get(host, ()) for host in hosts}
-        if not any(present(values) for values in series.values()):
-            reason = f"no test data for {metric.name} on any host"
-            findings.append(_no_data(metric.name, ALL_HOSTS, reason))
+    findings = []
+    for metric in checked:
+        data = {h: series.as_array(test.get(metric.name, {}).get(h, ())) for h in hosts}
+        if not any(len(series.present(v)) for v in data.values()):
+            findings.append(_note(metric.name, Verdict.NO_DATA, "no-data",
+                                  f"no test data for {metric.name} on any host"))
             continue
-        for host, values in series.items():
-            early = _precheck(metric, host, values)
-            findings.append(early or _under_threshold(metric, threshold, host, values))
-    return _result(findings)
+        for host, values in data.items():
+            findings.append(_fixed_checks(metric, host, values) or _within(metric, host, values))
+    return result_of(findings)
 
 
-def _hosts(group: GroupData) -> list[str]:
-    """Every host of a group, over all its metrics, sorted so findings come in a fixed order."""
-    return sorted({host for per_host in group.values() for host in per_host})
+def _within(metric: MetricPolicy, host: str, values: np.ndarray) -> Finding:
+    mean = float(np.mean(series.present(values)))
+    return _fixed(metric, host, Verdict.PASS, "fail-fast", values,
+                  f"{metric.name} on {host}: mean {quantity(mean, metric.unit)} is within the "
+                  f"threshold {quantity(metric.fail_fast_above or 0, metric.unit)}")
 
 
-def _control_summaries(
-    metric: MetricPolicy, series: Mapping[str, Series]
-) -> tuple[dict[str, Summary], list[Finding]]:
-    """Summaries of the control hosts with enough data, and NO_DATA findings for the others."""
-    summaries: dict[str, Summary] = {}
-    findings: list[Finding] = []
-    for host, values in series.items():
-        values = present(values)
-        if len(values) >= metric.min_points:
-            summaries[host] = Summary.of(values)
+def _measure_all(control: GroupData, test: GroupData, policy: VerificationPolicy
+                 ) -> tuple[list[_Case], list[Finding]]:
+    if not policy.metrics:
+        return [], [_note(ALL_HOSTS, Verdict.INCONCLUSIVE, "no-metrics",
+                          "the policy has no metrics to verify")]
+    test_hosts, control_hosts = _hosts(test), _hosts(control)
+    warmup = policy.warmup_minutes if policy.mode is Mode.LOAD_TEST else 0
+    cases: list[_Case] = []
+    extra: list[Finding] = []
+    for name, metric in policy.metrics.items():
+        tests = {h: series.drop_warmup(series.as_array(test.get(name, {}).get(h, ())), warmup)
+                 for h in test_hosts}
+        controls = {h: series.drop_warmup(series.as_array(control.get(name, {}).get(h, ())),
+                                          warmup) for h in control_hosts}
+        if not any(len(series.present(v)) for v in tests.values()):
+            extra.append(_note(name, Verdict.NO_DATA, "no-data",
+                               f"no test data for {name} on any host"))
             continue
-        reason = (
-            f"{metric.name} on control host {host}: {len(values)} values, "
-            f"fewer than the {metric.min_points} needed"
-        )
-        findings.append(
-            Finding(
-                subject=metric.name,
-                host=host,
-                verdict=Verdict.NO_DATA,
-                reason=reason,
-                control_summary=Summary.of(values).as_dict() if values else {},
-                test_summary={},
-                rule="min-points",
-            )
-        )
-    if not series or not any(present(values) for values in series.values()):
-        return {}, [_no_data(metric.name, ALL_HOSTS, f"no control data for {metric.name}")]
-    return summaries, findings
+        controls = {h: series.ignore_below(v, metric.ignore_below) for h, v in controls.items()}
+        usable = {h: v for h, v in controls.items()
+                  if len(series.present(v)) >= metric.min_points}
+        for host, values in tests.items():
+            cases.append(_case(metric, policy, host, values, usable))
+    return cases, extra
 
 
-def _precheck(metric: MetricPolicy, host: str, values: Series) -> Finding | None:
-    """The checks before any comparison: no data, fail-fast, too few values."""
-    measured = present(values)
-    if not measured:
-        return _no_data(metric.name, host, f"no test data for {metric.name} on {host}")
-    summary = Summary.of(measured)
-    if metric.fail_fast_above is not None and summary.mean > metric.fail_fast_above:
-        reason = (
-            f"{metric.name} on {host}: mean {quantity(summary.mean, metric.unit)} is above the "
-            f"fail-fast threshold {quantity(metric.fail_fast_above, metric.unit)}"
-        )
-        return _finding(metric, host, Verdict.FAIL, reason, {}, summary, "fail-fast")
-    if summary.count < metric.min_points:
-        reason = (
-            f"{metric.name} on {host}: {summary.count} values, "
-            f"fewer than the {metric.min_points} needed"
-        )
-        return _finding(metric, host, Verdict.NO_DATA, reason, {}, summary, "min-points")
+def _case(metric: MetricPolicy, policy: VerificationPolicy, host: str, raw: np.ndarray,
+          controls: Mapping[str, np.ndarray]) -> _Case:
+    fixed = _fixed_checks(metric, host, raw)
+    if fixed is not None:
+        return _Case(metric, host, fixed=fixed)
+    if thresholds.all_ignored(metric, raw):
+        n = len(series.present(raw))
+        return _Case(metric, host, fixed=_fixed(
+            metric, host, Verdict.PASS, "ignore-below", raw,
+            f"{metric.name} on {host}: all {n} values are below the ignore threshold "
+            f"{quantity(metric.ignore_below or 0, metric.unit)}, passed without analysis"))
+    values = series.ignore_below(raw, metric.ignore_below)
+    count = len(series.present(values))
+    if count < max(metric.min_points, 2):
+        verdict = Verdict.INCONCLUSIVE if len(series.present(raw)) >= metric.min_points \
+            else Verdict.NO_DATA
+        return _Case(metric, host, fixed=_fixed(
+            metric, host, verdict, "min-points", values,
+            f"{metric.name} on {host}: {count} usable values in {len(values)} minutes, fewer "
+            f"than the {metric.min_points} needed: "
+            f"{_minutes_for(metric.min_points - count, count, len(values))}"))
+    if not controls:
+        return _Case(metric, host, fixed=_fixed(
+            metric, host, Verdict.NO_DATA, "no-control", values,
+            f"{metric.name} on {host}: no control host has {metric.min_points} values to "
+            "compare with"))
+    if policy.mode is Mode.CANARY or host not in controls:
+        chosen = list(controls.values())
+    else:
+        chosen = [controls[host]]
+    comparison = measure(chosen, values, metric.direction.sign, policy.mode.time_aligned,
+                         policy.gap_minutes, carry_trend=policy.mode is not Mode.LOAD_TEST)
+    return _Case(metric, host, comparison=comparison, control_hosts=len(chosen))
+
+
+def _fixed_checks(metric: MetricPolicy, host: str, raw: np.ndarray) -> Finding | None:
+    """no-data and fail-fast: decided before (and without) any analysis."""
+    values = series.present(raw)
+    if not len(values):
+        return _fixed(metric, host, Verdict.NO_DATA, "no-data", raw,
+                      f"no test data for {metric.name} on {host} in {len(raw)} minutes")
+    why = thresholds.fail_fast(metric, raw)
+    if why is not None:
+        return _fixed(metric, host, Verdict.FAIL, "fail-fast", raw,
+                      f"{metric.name} on {host}: {why} the fail-fast threshold "
+                      f"{quantity(metric.fail_fast_above or 0, metric.unit)} (mean "
+                      f"{quantity(float(np.mean(values)), metric.unit)}), failed without "
+                      "analysis")
     return None
 
 
-def _under_threshold(metric: MetricPolicy, threshold: float, host: str, values: Series) -> Finding:
-    summary = Summary.of(present(values))
-    reason = (
-        f"{metric.name} on {host}: mean {quantity(summary.mean, metric.unit)} is within the "
-        f"threshold {quantity(threshold, metric.unit)}"
-    )
-    return _finding(metric, host, Verdict.PASS, reason, {}, summary, "fail-fast")
+def _finding(case: _Case, sensitivity: Sensitivity, look: Look) -> Finding:
+    if case.fixed is not None:
+        return case.fixed
+    c = case.comparison
+    assert c is not None
+    decision = classify(case.metric, case.host, c, sensitivity, limits(sensitivity), look.alpha)
+    control = {"median": c.control_level, "mean": c.control_mean, "count": c.control_count,
+               "noise_sd": c.control_noise, "between_host_sd": c.between_sd,
+               "hosts": case.control_hosts, "trend_per_minute": c.control_trend}
+    sign = case.metric.direction.sign
+    test = {"median": c.test_median, "mean": c.test_mean, "count": c.test_count,
+            "minutes": c.test_minutes, "noise_sd": c.test_noise, "change": sign * c.change,
+            "change_pct": 100 * sign * c.relative if math.isfinite(c.relative) else math.nan,
+            "deviation_sd": c.deviation_sd, "robust_deviation_sd": c.robust_sd,
+            "p_value": c.shift_p, "sd_ratio": c.sd_ratio, "drift_end": sign * c.drift_end,
+            "drift_p": c.drift_p, "spread_p": c.spread_p, "alpha": look.alpha}
+    if decision.more_minutes is not None:
+        test["more_minutes_needed"] = decision.more_minutes
+    return Finding(subject=case.metric.name, host=case.host, verdict=decision.verdict,
+                   reason=decision.reason, control_summary=_clean(control),
+                   test_summary=_clean(test), rule=decision.rule)
 
 
-def _judge_test_host(
-    metric: MetricPolicy,
-    policy: VerificationPolicy,
-    host: str,
-    values: Series,
-    controls: Mapping[str, Summary],
-) -> Finding:
-    early = _precheck(metric, host, values)
-    if early is not None:
-        return early
-    measured = present(values)
-    if metric.ignore_below is not None:
-        kept = [value for value in measured if value >= metric.ignore_below]
-        if not kept:
-            reason = (
-                f"{metric.name} on {host}: all {len(measured)} values are below the ignore "
-                f"threshold {quantity(metric.ignore_below, metric.unit)}"
-            )
-            return _finding(
-                metric, host, Verdict.PASS, reason, {}, Summary.of(measured), "ignore-below"
-            )
-        measured = kept
-    summary = Summary.of(measured)
-    if not controls:
-        reason = f"{metric.name} on {host}: no control host has enough data to compare with"
-        return _finding(metric, host, Verdict.NO_DATA, reason, {}, summary, "no-control")
-    return _compare(metric, policy, host, summary, controls)
+def _clean(summary: dict[str, float]) -> dict[str, float]:
+    """Numbers for a finding: finite floats only (a NaN p-value means "not computed")."""
+    return {k: float(v) for k, v in summary.items() if math.isfinite(float(v))}
 
 
-def _compare(
-    metric: MetricPolicy,
-    policy: VerificationPolicy,
-    host: str,
-    summary: Summary,
-    controls: Mapping[str, Summary],
-) -> Finding:
-    """Pairwise median comparison; quotes the control host the test host is closest to."""
-    tolerance = metric.relative_tolerance.at(policy.sensitivity)
-    floor = metric.absolute_floor.at(policy.sensitivity)
-    changes = {
-        control_host: _bad_change(metric.direction, control.median, summary.median)
-        for control_host, control in controls.items()
-    }
-    closest = min(changes, key=lambda control_host: changes[control_host])
-    failed = all(
-        absolute > 0 and absolute > floor and relative > tolerance
-        for absolute, relative in changes.values()
-    )
-    control = controls[closest]
-    limits = (
-        f"the {policy.sensitivity.value} limits of {tolerance * 100:g}% "
-        f"and {amount(floor, metric.unit)}"
-    )
-    if failed:
-        verdict, judgement = Verdict.FAIL, f"above {limits}"
-        if len(controls) > 1:
-            judgement += f", worse than all {len(controls)} control hosts"
-    elif changes[closest][0] <= 0:
-        verdict, judgement = Verdict.PASS, "no worse than control"
-    else:
-        verdict, judgement = Verdict.PASS, f"within {limits}"
-    reason = (
-        f"{metric.name} on {host} {_change_text(metric, control.median, summary.median)} vs "
-        f"control {closest} (median {quantity(summary.median, metric.unit)} vs "
-        f"{quantity(control.median, metric.unit)}), {judgement}"
-    )
-    return _finding(metric, host, verdict, reason, control.as_dict(), summary, "median-change")
+def _minutes_for(points: int, have: int, minutes: int) -> str:
+    if have == 0 or minutes == 0:
+        return "needs minutes with traffic on this host"
+    more = math.ceil(points * minutes / have)
+    return f"about {more} more minutes at the current traffic would give enough data"
 
 
-def _bad_change(direction: Direction, control: float, test: float) -> tuple[float, float]:
-    """The change towards worse as ``(absolute, relative)``; negative means an improvement.
-
-    Relative is the fraction of ``|control|``; from a control of 0 any worsening is infinitely
-    large relatively, so the absolute floor alone decides.
-    """
-    absolute = test - control if direction is Direction.HIGHER_IS_WORSE else control - test
-    if control != 0:
-        return absolute, absolute / abs(control)
-    if absolute > 0:
-        return absolute, float("inf")
-    return absolute, float("-inf") if absolute < 0 else 0.0
+def _fixed(metric: MetricPolicy, host: str, verdict: Verdict, rule: str, values: np.ndarray,
+           reason: str) -> Finding:
+    present = series.present(values)
+    test = {"count": float(len(present)), "minutes": float(len(values))}
+    if len(present):
+        test |= {"median": float(np.median(present)), "mean": float(np.mean(present))}
+    return Finding(subject=metric.name, host=host, verdict=verdict, reason=reason,
+                   control_summary={}, test_summary=test, rule=rule)
 
 
-def _change_text(metric: MetricPolicy, control: float, test: float) -> str:
-    """``"+62%"``, or ``"+2.3 pp"`` for percentages, or the absolute change from a 0 control."""
-    delta = test - control
-    if metric.unit == "%":
-        return signed(amount(delta, metric.unit))
-    if control == 0:
-        return signed(amount(delta, metric.unit))
-    return f"{delta / abs(control) * 100:+.0f}%"
+def _note(subject: str, verdict: Verdict, rule: str, reason: str) -> Finding:
+    return Finding(subject=subject, host=ALL_HOSTS, verdict=verdict, reason=reason,
+                   control_summary={}, test_summary={}, rule=rule)
 
 
-def _finding(
-    metric: MetricPolicy,
-    host: str,
-    verdict: Verdict,
-    reason: str,
-    control_summary: dict[str, float],
-    test_summary: Summary,
-    rule: str,
-) -> Finding:
-    return Finding(
-        subject=metric.name,
-        host=host,
-        verdict=verdict,
-        reason=reason,
-        control_summary=control_summary,
-        test_summary=test_summary.as_dict(),
-        rule=rule,
-    )
-
-
-def _no_data(subject: str, host: str, reason: str) -> Finding:
-    return Finding(
-        subject=subject,
-        host=host,
-        verdict=Verdict.NO_DATA,
-        reason=reason,
-        control_summary={},
-        test_summary={},
-        rule="no-data",
-    )
-
-
-def _nothing_to_verify(reason: str, rule: str) -> AnalysisResult:
-    finding = Finding(
-        subject=ALL_HOSTS,
-        host=ALL_HOSTS,
-        verdict=Verdict.INCONCLUSIVE,
-        reason=reason,
-        control_summary={},
-        test_summary={},
-        rule=rule,
-    )
-    return _result([finding])
-
-
-def _result(findings: list[Finding]) -> AnalysisResult:
-    worst_first = ordered(findings)
-    verdict, reason = summarize(worst_first)
-    return AnalysisResult(verdict=verdict, reason=reason, findings=worst_first, analyzer=ANALYZER)
+def _hosts(group: GroupData) -> list[str]:
+    """Every host of a group over all its metrics, sorted so findings come in a fixed order."""
+    return sorted({host for per_host in group.values() for host in per_host})

@@ -1,0 +1,1 @@
+"""metric-analyzer adapters: PostgreSQL storage of partial metric batches."""

@@ -1,0 +1,1 @@
+"""Classifiers: measurements of one metric on one host -> verdict, rule and reason."""

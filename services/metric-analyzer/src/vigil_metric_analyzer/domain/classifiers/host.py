@@ -1,0 +1,136 @@
+"""One metric on one test host at one sensitivity: FAIL, INCONCLUSIVE or PASS, and why.
+
+Rules, in order; the first that fails decides (its name is the finding's ``rule``):
+
+1. ``level-shift``: the SAX deviation is >= the sensitivity's SDs, the Hodges-Lehmann change is
+   practically large (relative %, or percentage points for error rates, and the metric's
+   absolute floor), and the rank test's p-value is under the look's alpha.
+2. ``drift``: the same gates for the change at the end of the window along the test-minus-control
+   trend, with a Mann-Kendall trend p-value under alpha (a regression that grows).
+3. ``spread-increase``: the test noise SD is >= ratio x the control's, the bad-side tail (p90,
+   or p10 when lower is worse) is practically worse, and the dispersion test's p under alpha.
+
+A level shift large enough but not yet clear gives INCONCLUSIVE, saying how many more minutes
+would decide it; anything else PASSes with the numbers. Every gate looks at the bad direction
+only, so an improvement never fails.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vigil_common.verdicts import Sensitivity, Verdict
+from vigil_metric_analyzer.domain.detectors.comparison import Comparison
+from vigil_metric_analyzer.domain.policy import MetricKind, MetricPolicy
+from vigil_metric_analyzer.domain.preprocessing.robust import upper_quantile
+from vigil_metric_analyzer.domain.sensitivity import Limits
+from vigil_metric_analyzer.domain.summary import amount, number, quantity
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The classifier's answer for one metric on one host."""
+
+    verdict: Verdict
+    rule: str
+    reason: str
+    more_minutes: int | None = None
+
+
+def classify(metric: MetricPolicy, host: str, c: Comparison, sensitivity: Sensitivity,
+             lim: Limits, alpha: float) -> Decision:
+    """Applies the rules above to the measurements ``c`` of ``metric`` on ``host``."""
+    floor = metric.absolute_floor.at(sensitivity)
+    practical = _practical_text(metric, sensitivity, lim, floor)
+    head = (f"{metric.name} on {host}: {_change(metric, c, c.change)} vs control "
+            f"({_levels(metric, c)})")
+    level_large = _large(metric, c, c.change, lim, floor) and c.deviation_sd >= lim.sds
+    if level_large and c.shift_p < alpha:
+        return Decision(Verdict.FAIL, "level-shift",
+                        f"{head}, {_sds(c.deviation_sd)} noise SDs (SAX), p={_p(c.shift_p)}: "
+                        f"above the {practical} with p < {_p(alpha)}")
+    drift_sds = c.in_sds(c.drift_end)
+    if (_large(metric, c, c.drift_end, lim, floor) and drift_sds >= lim.sds
+            and c.drift_p < alpha):
+        return Decision(Verdict.FAIL, "drift",
+                        f"{metric.name} on {host} drifts to {_change(metric, c, c.drift_end)} "
+                        f"vs control by the end of the window ({_sds(drift_sds)} noise SDs, "
+                        f"trend p={_p(c.drift_p)}): above the {practical}")
+    if (c.sd_ratio >= lim.sd_ratio and _large(metric, c, c.tail_change, lim, floor)
+            and c.spread_p < alpha):
+        return Decision(Verdict.FAIL, "spread-increase",
+                        f"{metric.name} on {host}: noise SD x{_sds(c.sd_ratio)} of control "
+                        f"({quantity(c.test_noise, metric.unit)} vs "
+                        f"{quantity(c.control_noise, metric.unit)}), bad tail "
+                        f"{_change(metric, c, c.tail_change)}, p={_p(c.spread_p)}: above the "
+                        f"{sensitivity.value.lower()} SD ratio {lim.sd_ratio:g}")
+    if level_large:
+        more = _more_minutes(c, alpha)
+        wait = (f"about {more} more minutes at the current traffic would decide it"
+                if more is not None else "more minutes with traffic are needed to decide it")
+        return Decision(Verdict.INCONCLUSIVE, "not-clear",
+                        f"{head}, {_sds(c.deviation_sd)} noise SDs (SAX), but p={_p(c.shift_p)} "
+                        f"is not under {_p(alpha)} with {c.test_count} test minutes: {wait}",
+                        more)
+    judgement = "no worse than control" if c.change <= 0 else f"within the {practical}"
+    return Decision(Verdict.PASS, "level-shift",
+                    f"{head}, {_sds(c.deviation_sd)} noise SDs (SAX): {judgement}")
+
+
+def _large(metric: MetricPolicy, c: Comparison, bad: float, lim: Limits, floor: float) -> bool:
+    """Whether a bad-signed change is practically large at these limits."""
+    if not bad > 0 or bad < floor:
+        return False
+    if metric.kind is MetricKind.ERROR_RATE:
+        return bad >= lim.error_points * metric.points_scale
+    return c.relative_of(bad) >= lim.relative
+
+
+def _more_minutes(c: Comparison, alpha: float) -> int | None:
+    """Test minutes that would make the same effect clear at ``alpha`` (normal approximation:
+    the z-score grows with the square root of the sample), scaled by the share of minutes that
+    had data, so low traffic asks for proportionally more time."""
+    if not 0 < c.shift_p < 0.5:
+        return None
+    z, needed = upper_quantile(c.shift_p), upper_quantile(alpha)
+    extra_points = c.test_count * ((needed / z) ** 2 - 1.0)
+    present_share = c.test_count / max(c.test_minutes, 1)
+    return max(1, math.ceil(extra_points / max(present_share, 1e-9)))
+
+
+def _practical_text(metric: MetricPolicy, sensitivity: Sensitivity, lim: Limits,
+                    floor: float) -> str:
+    if metric.kind is MetricKind.ERROR_RATE:
+        size = f"{lim.error_points * metric.points_scale:g} pp" if metric.unit != "%" else \
+            f"{lim.error_points:g} pp"
+    else:
+        size = f"{lim.relative * 100:g}%"
+    if floor > 0:
+        size += f" and {amount(floor, metric.unit)}"
+    return f"{sensitivity.value.lower()} limits of {size} and {lim.sds:g} SDs"
+
+
+def _change(metric: MetricPolicy, c: Comparison, bad: float) -> str:
+    """A bad-signed change as the user reads it: ``+57% (+12.2 ms)`` or ``+3.1 pp``."""
+    raw = bad * metric.direction.sign
+    absolute = amount(abs(raw), metric.unit)
+    signed_abs = ("-" if raw < 0 else "+") + absolute
+    if metric.kind is MetricKind.ERROR_RATE or c.control_level == 0:
+        return signed_abs
+    return f"{raw / abs(c.control_level) * 100:+.0f}% ({signed_abs})"
+
+
+def _levels(metric: MetricPolicy, c: Comparison) -> str:
+    return (f"median {quantity(c.test_median, metric.unit)} vs "
+            f"{quantity(c.control_level, metric.unit)}")
+
+
+def _sds(value: float) -> str:
+    return number(value) if math.isfinite(value) else "inf"
+
+
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.2g}"

@@ -1,0 +1,1 @@
+"""Preprocessing: series as arrays, robust statistics, SAX words."""

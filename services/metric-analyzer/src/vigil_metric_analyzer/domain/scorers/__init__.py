@@ -1,0 +1,1 @@
+"""Scorers: early-decision alpha spending and the verdict of a whole verification."""
