@@ -5,6 +5,10 @@
     vigil run PIPELINE [-i k=v ...]  start an execution; --wait follows it to the end
     vigil get execution ID           show an execution's steps
     vigil token create --account A   create a delegate token (stored hashed)
+    vigil logs cluster FILE          print LineId,ClusterId for a log (--format raw|loghub-csv)
+    vigil delegates list --account A     delegates and the gateway instance each is on
+    vigil delegates probe --account A --capability C --tcp HOST:PORT
+                                     ask every matching connected delegate, aggregate answers
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import importlib
 import sys
 
 # Command modules, each with `register(subparsers)`; a module adds its own sub-commands.
-COMMAND_MODULES = ["vigil_cli.pipelines", "vigil_cli.tokens"]
+COMMAND_MODULES = ["vigil_cli.pipelines", "vigil_cli.tokens", "vigil_cli.delegates",
+                   "vigil_cli.logs"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 # Public, version-independent topics (documented in docs/events.md).
 EXECUTIONS = "vigil.public.executions"
 VERIFICATIONS = "vigil.public.verifications"
+ARTIFACTS = "vigil.public.artifacts"  # ArtifactPublished, from CI; starts triggered pipelines
 
 
 def dispatch_commands(version: str) -> str:
@@ -23,13 +24,24 @@ def gateway_assignments(version: str) -> str:
 
 
 def delegate_events(version: str) -> str:
-    """DelegateConnected / DelegateDisconnected, delegate-gateway -> task-dispatch."""
+    """DelegateConnected / DelegateDisconnected / TaskStarted / BroadcastAnswered,
+    delegate-gateway -> task-dispatch (keyed by delegate id)."""
     return f"vigil.{version}.delegate.events"
 
 
 def task_results(version: str) -> str:
     """TaskSucceeded / TaskFailed, delegate-gateway -> orchestrator and task-dispatch."""
     return f"vigil.{version}.task.results"
+
+
+def task_progress(version: str) -> str:
+    """TaskProgressed (batched log lines of running tasks), delegate-gateway -> anyone."""
+    return f"vigil.{version}.task.progress"
+
+
+def broadcast_results(version: str) -> str:
+    """BroadcastCompleted (aggregated answers), task-dispatch -> every delegate-gateway."""
+    return f"vigil.{version}.broadcast.results"
 
 
 def analysis_metrics(version: str) -> str:
@@ -57,7 +69,7 @@ def all_topics(version: str) -> list[str]:
     internal = [
         dispatch_commands(version), gateway_assignments(version), delegate_events(version),
         task_results(version), analysis_metrics(version), analysis_logs(version),
-        verification_verdicts(version),
+        verification_verdicts(version), task_progress(version), broadcast_results(version),
     ]
-    public = [EXECUTIONS, VERIFICATIONS]
+    public = [EXECUTIONS, VERIFICATIONS, ARTIFACTS]
     return internal + public + [dead_letter(t) for t in internal + public]

@@ -1,19 +1,24 @@
-"""task-dispatch use cases: route each event to the queue/registry."""
+"""task-dispatch use cases: route each event to the queue, the registry or the broadcasts,
+and the sweeper that drives the lifecycle's timeouts."""
 
 from __future__ import annotations
+
+import asyncio
 
 from vigil.events.v1 import tasks_pb2
 from vigil_common import logs
 from vigil_common.envelope import Envelope
 from vigil_common.kafka import RejectedEvent
+from vigil_dispatch.adapters.broadcasts import PostgresBroadcasts
 from vigil_dispatch.adapters.postgres import PostgresDispatch
 
 log = logs.get(__name__)
 
 
 class Handlers:
-    def __init__(self, store: PostgresDispatch):
+    def __init__(self, store: PostgresDispatch, broadcasts: PostgresBroadcasts | None = None):
         self._store = store
+        self._broadcasts = broadcasts
 
     async def on_event(self, env: Envelope) -> None:
         msg = env.message
@@ -26,12 +31,59 @@ class Handlers:
         elif isinstance(msg, tasks_pb2.DelegateConnected):
             assigned = await self._store.delegate_connected(env.id, msg)
             log.info("delegate connected", delegate_id=msg.delegate_id, account_id=msg.account_id,
+                     gateway_id=msg.gateway_id, session=msg.session,
                      capabilities=list(msg.capabilities), queued_tasks_assigned=assigned)
         elif isinstance(msg, tasks_pb2.DelegateDisconnected):
             await self._store.delegate_disconnected(env.id, msg)
-            log.info("delegate disconnected", delegate_id=msg.delegate_id)
+            log.info("delegate disconnected", delegate_id=msg.delegate_id, session=msg.session)
+        elif isinstance(msg, tasks_pb2.TaskStarted):
+            await self._store.task_started(env.id, msg)
         elif isinstance(msg, tasks_pb2.TaskSucceeded | tasks_pb2.TaskFailed):
             await self._store.task_finished(env.id, msg.task_id, msg.attempt,
                                             isinstance(msg, tasks_pb2.TaskSucceeded))
+        elif isinstance(msg, tasks_pb2.BroadcastRequested) and self._broadcasts:
+            if not (msg.broadcast_id and msg.account_id and msg.capability
+                    and msg.check.WhichOneof("kind")):
+                raise RejectedEvent("BroadcastRequested needs broadcast_id, account_id, "
+                                    "capability and a check")
+            asked = await self._broadcasts.request(env.id, msg)
+            log.info("broadcast sent", broadcast_id=msg.broadcast_id, delegates=asked)
+        elif isinstance(msg, tasks_pb2.BroadcastAnswered) and self._broadcasts:
+            if await self._broadcasts.answer(env.id, msg):
+                log.info("broadcast completed", broadcast_id=msg.broadcast_id)
         else:
             raise RejectedEvent(f"task-dispatch does not handle {env.type}")
+
+
+class Sweeper:
+    """Drives the timeouts from PostgreSQL timestamps, so nothing is lost across restarts:
+    re-queues tasks of vanished delegates, expires tasks nobody took or that never reported,
+    assigns queued tasks fairly, completes broadcasts at their deadline."""
+
+    def __init__(self, store: PostgresDispatch, broadcasts: PostgresBroadcasts):
+        self._store = store
+        self._broadcasts = broadcasts
+
+    async def sweep(self) -> dict[str, int]:
+        """One pass; returns how many items each step changed."""
+        return {
+            "requeued": await self._store.requeue_vanished(),
+            "expired_unassigned": await self._store.expire_unassigned(),
+            "expired_no_result": await self._store.expire_overdue(),
+            "assigned": await self._store.assign_queued(),
+            "broadcasts_completed": await self._broadcasts.complete_due(),
+        }
+
+    async def run(self, interval: float) -> None:
+        """Sweep every ``interval`` seconds until cancelled; a failed pass is logged and the
+        next one retries (e.g. the database was briefly away or a deadlock aborted it)."""
+        while True:
+            try:
+                changed = {k: v for k, v in (await self.sweep()).items() if v}
+                if changed:
+                    log.info("sweep", **changed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed; retrying next round")
+            await asyncio.sleep(interval)

@@ -1,10 +1,12 @@
 """The delegate stream (vigil.delegate.v1.DelegateService/Connect).
 
-A delegate connects out, sends ``register`` first (account, token, name, capabilities) with its
-Vigil version in the ``vigil-version`` metadata header. The gateway refuses a wrong token
-(UNAUTHENTICATED) and a delegate of another Vigil version (FAILED_PRECONDITION: it belongs to
-that version's gateway), then keeps the stream: assignments go down, progress, results and
-health data come up. Every report is stored once and acknowledged after it is durable.
+A delegate connects out, sends ``register`` first (account, token, name, capabilities,
+selectors, task limit) with its Vigil version in the ``vigil-version`` metadata header. The
+gateway refuses a wrong or revoked token (UNAUTHENTICATED) and a delegate of another Vigil
+version (FAILED_PRECONDITION: it belongs to that version's gateway), then keeps the stream:
+assignments and broadcast queries go down; TaskStarted, progress, results, health data and
+broadcast answers come up. Results and health data are stored once and acknowledged after
+they are durable. A stream whose token is revoked later is closed with UNAUTHENTICATED.
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from prometheus_client import Gauge
 
 from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
 from vigil.events.v1 import tasks_pb2
 from vigil_common import grpc_server, logs, topics
-from vigil_gateway.adapters.postgres import GatewayStore, delegate_id_for
+from vigil_gateway.adapters.connections import Connections, Link
+from vigil_gateway.adapters.kafka import DirectPublisher
+from vigil_gateway.adapters.postgres import GatewayStore, delegate_id_for, hash_token
+from vigil_gateway.adapters.progress import ProgressBatcher
+
+__all__ = ["Connections", "DelegateService", "serve"]  # Connections: moved, re-exported
 
 log = logs.get(__name__)
 SERVICE = delegate_pb2.DESCRIPTOR.services_by_name["DelegateService"].full_name
+ADMIN_SERVICE = delegate_pb2.DESCRIPTOR.services_by_name["DelegateAdmin"].full_name
 VERSION_HEADER = "vigil-version"
-CONNECTED = Gauge("vigil_gateway_connected_delegates", "Delegate streams held by this gateway")
 
 
 def _now() -> Timestamp:
@@ -35,45 +41,59 @@ def _now() -> Timestamp:
     return ts
 
 
-class Connections:
-    """The delegates connected to this gateway instance and their outgoing queues."""
-
-    def __init__(self) -> None:
-        self._queues: dict[str, asyncio.Queue[delegate_pb2.GatewayMessage]] = {}
-        self._accounts: dict[str, str] = {}
-
-    def add(self, delegate_id: str, account_id: str) -> asyncio.Queue:
-        queue: asyncio.Queue[delegate_pb2.GatewayMessage] = asyncio.Queue()
-        self._queues[delegate_id] = queue
-        self._accounts[delegate_id] = account_id
-        CONNECTED.set(len(self._queues))
-        return queue
-
-    def remove(self, delegate_id: str, queue: asyncio.Queue) -> None:
-        if self._queues.get(delegate_id) is queue:
-            del self._queues[delegate_id]
-            del self._accounts[delegate_id]
-        CONNECTED.set(len(self._queues))
-
-    def send(self, delegate_id: str, account_id: str, msg: delegate_pb2.GatewayMessage) -> bool:
-        """Queue a message for a delegate connected here (and of that account)."""
-        queue = self._queues.get(delegate_id)
-        if queue is None or self._accounts.get(delegate_id) != account_id:
-            return False
-        queue.put_nowait(msg)
-        return True
-
-
 class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
+    """The Connect stream.
+
+    Without ``publisher``, TaskStarted goes through the outbox instead of straight to Kafka;
+    without ``progress``, progress lines are only logged (tests of the stream alone).
+    """
+
     def __init__(self, store: GatewayStore, connections: Connections, version: str,
-                 gateway_id: str):
+                 gateway_id: str, publisher: DirectPublisher | None = None,
+                 progress: ProgressBatcher | None = None):
         self._store = store
         self._connections = connections
         self._version = version
         self._gateway_id = gateway_id
+        self._publisher = publisher
+        self._progress = progress
 
     async def Connect(self, request_iterator: AsyncIterator[delegate_pb2.DelegateMessage],
                       context: grpc.aio.ServicerContext) -> None:
+        reg, version = await self._registration(context)
+        delegate_id = delegate_id_for(reg.account_id, reg.name)
+        link = self._connections.add(Link(delegate_id, reg.account_id, hash_token(reg.token),
+                                          frozenset(reg.capabilities)))
+        session = await self._store.open_session(tasks_pb2.DelegateConnected(
+            delegate_id=delegate_id, account_id=reg.account_id, name=reg.name, version=version,
+            capabilities=list(reg.capabilities), gateway_id=self._gateway_id,
+            connected_at=_now(), selectors=list(reg.selectors), max_tasks=reg.max_tasks))
+        log.info("delegate connected", delegate_id=delegate_id, name=reg.name,
+                 account_id=reg.account_id, session=session)
+        await context.write(delegate_pb2.GatewayMessage(registered=delegate_pb2.Registered(
+            delegate_id=delegate_id, gateway_id=self._gateway_id, session=session)))
+        parts = [asyncio.ensure_future(self._read(context, link)),
+                 asyncio.ensure_future(self._write(context, link.queue)),
+                 asyncio.ensure_future(link.closed.wait())]
+        try:
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+            for part in done:
+                part.result()  # a failed read or write ends the stream with its error
+        finally:
+            for part in parts:
+                part.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
+            self._connections.remove(link)
+            await asyncio.shield(self._store.close_session(tasks_pb2.DelegateDisconnected(
+                delegate_id=delegate_id, account_id=reg.account_id, gateway_id=self._gateway_id,
+                disconnected_at=_now(), session=session)))
+            log.info("delegate disconnected", delegate_id=delegate_id, session=session,
+                     reason=link.close_reason or None)
+        if link.closed.is_set():
+            await context.abort(link.close_code, link.close_reason)
+
+    async def _registration(self, context: grpc.aio.ServicerContext
+                            ) -> tuple[delegate_pb2.Register, str]:
         metadata = dict(context.invocation_metadata() or ())
         first = await context.read()
         if first is grpc.aio.EOF or first.WhichOneof("kind") != "register":
@@ -88,63 +108,61 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
         if not reg.account_id or not reg.name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "register.account_id and register.name are required")
+        if reg.max_tasks < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "register.max_tasks: must be 0 (no limit) or more")
         if not await self._store.token_valid(reg.account_id, reg.token):
             log.warning("delegate refused: bad token", account_id=reg.account_id, name=reg.name)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "register.token: not a valid token of this account")
-        delegate_id = delegate_id_for(reg.account_id, reg.name)
-        queue = self._connections.add(delegate_id, reg.account_id)
-        session = await self._store.open_session(tasks_pb2.DelegateConnected(
-            delegate_id=delegate_id, account_id=reg.account_id, name=reg.name, version=version,
-            capabilities=list(reg.capabilities), gateway_id=self._gateway_id,
-            connected_at=_now()))
-        log.info("delegate connected", delegate_id=delegate_id, name=reg.name,
-                 account_id=reg.account_id, session=session)
-        await context.write(delegate_pb2.GatewayMessage(registered=delegate_pb2.Registered(
-            delegate_id=delegate_id, gateway_id=self._gateway_id, session=session)))
-        writer = asyncio.ensure_future(self._write(context, queue))
-        try:
-            await self._read(context, reg.account_id, delegate_id, queue)
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            self._connections.remove(delegate_id, queue)
-            await asyncio.shield(self._store.close_session(tasks_pb2.DelegateDisconnected(
-                delegate_id=delegate_id, account_id=reg.account_id, gateway_id=self._gateway_id,
-                disconnected_at=_now(), session=session)))
-            log.info("delegate disconnected", delegate_id=delegate_id, session=session)
+        return reg, version
 
     async def _write(self, context: grpc.aio.ServicerContext, queue: asyncio.Queue) -> None:
         while True:
             await context.write(await queue.get())
 
-    async def _read(self, context: grpc.aio.ServicerContext, account_id: str, delegate_id: str,
-                    queue: asyncio.Queue) -> None:
+    async def _read(self, context: grpc.aio.ServicerContext, link: Link) -> None:
         while True:
             msg = await context.read()
             if msg is grpc.aio.EOF:
                 return
             kind = msg.WhichOneof("kind")
             if kind == "heartbeat":
-                queue.put_nowait(delegate_pb2.GatewayMessage(heartbeat=msg.heartbeat))
+                link.queue.put_nowait(delegate_pb2.GatewayMessage(heartbeat=msg.heartbeat))
             elif kind == "progress":
-                log.info("task progress", task_id=msg.progress.task_id, line=msg.progress.line)
+                if self._progress is not None:
+                    self._progress.add(link.account_id, link.delegate_id, msg.progress)
+                else:
+                    log.info("task progress", task_id=msg.progress.task_id,
+                             line=msg.progress.line)
+            elif kind == "started":
+                await self._on_started(link, msg.started)
             elif kind == "result":
-                await self._on_result(account_id, delegate_id, msg.result)
-                queue.put_nowait(delegate_pb2.GatewayMessage(result_ack=delegate_pb2.ResultAck(
+                await self._on_result(link, msg.result)
+                link.queue.put_nowait(delegate_pb2.GatewayMessage(result_ack=delegate_pb2.ResultAck(
                     task_id=msg.result.task_id, attempt=msg.result.attempt)))
             elif kind == "health_data":
-                await self._on_health_data(account_id, msg.health_data)
+                await self._on_health_data(link.account_id, msg.health_data)
+            elif kind == "broadcast_answer":
+                await self._on_broadcast_answer(link, msg.broadcast_answer)
             else:
-                log.warning("ignored delegate message", kind=kind, delegate_id=delegate_id)
+                log.warning("ignored delegate message", kind=kind, delegate_id=link.delegate_id)
 
-    async def _on_result(self, account_id: str, delegate_id: str,
-                         r: delegate_pb2.TaskResult) -> None:
-        common = dict(task_id=r.task_id, attempt=r.attempt, account_id=account_id,
-                      execution_id=r.execution_id, delegate_id=delegate_id, finished_at=_now())
+    async def _on_started(self, link: Link, s: delegate_pb2.TaskStarted) -> None:
+        event = tasks_pb2.TaskStarted(
+            task_id=s.task_id, attempt=s.attempt, account_id=link.account_id,
+            execution_id=s.execution_id, delegate_id=link.delegate_id, started_at=_now())
+        publish = self._publisher.publish if self._publisher else self._store.publish
+        await publish(topics.delegate_events(self._version), link.delegate_id, event,
+                      event_id=f"started/{s.task_id}/{s.attempt}/{link.delegate_id}")
+
+    async def _on_result(self, link: Link, r: delegate_pb2.TaskResult) -> None:
+        common = dict(task_id=r.task_id, attempt=r.attempt, account_id=link.account_id,
+                      execution_id=r.execution_id, delegate_id=link.delegate_id,
+                      finished_at=_now())
         event = (tasks_pb2.TaskSucceeded(output=r.output, **common) if r.success
-                 else tasks_pb2.TaskFailed(error=r.error or "failed on the delegate", **common))
+                 else tasks_pb2.TaskFailed(error=r.error or "failed on the delegate",
+                                           kind=tasks_pb2.TASK_FAILURE_KIND_DELEGATE, **common))
         new = await self._store.report(r.task_id, r.attempt, "result",
                                        topics.task_results(self._version), r.execution_id, event)
         log.info("task result", task_id=r.task_id, attempt=r.attempt, success=r.success,
@@ -161,22 +179,40 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
         await self._store.report(h.task_id, h.attempt, kind, topic, data.ref.verification_id,
                                  data)
 
+    async def _on_broadcast_answer(self, link: Link, a: delegate_pb2.BroadcastAnswer) -> None:
+        await self._store.publish(
+            topics.delegate_events(self._version), link.delegate_id, tasks_pb2.BroadcastAnswered(
+                broadcast_id=a.broadcast_id, account_id=link.account_id,
+                delegate_id=link.delegate_id, ok=a.ok, detail=a.detail[:2000]),
+            event_id=f"broadcast-answer/{a.broadcast_id}/{link.delegate_id}")
+
 
 @contextlib.asynccontextmanager
 async def serve(port: int, service: DelegateService,
-                host: str = "127.0.0.1") -> AsyncIterator[int]:
-    """Run the delegate stream server while the context is open; yields the bound port."""
+                admin: delegate_pb2_grpc.DelegateAdminServicer | None = None,
+                host: str = "127.0.0.1",
+                tls: tuple[bytes, bytes] | None = None) -> AsyncIterator[int]:
+    """Run the delegate stream server (and the admin service) while the context is open;
+    yields the bound port. ``tls`` is (private key PEM, certificate chain PEM)."""
     server = grpc.aio.server(options=[
         ("grpc.keepalive_time_ms", 20000), ("grpc.keepalive_timeout_ms", 10000),
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+        # Thousands of idle streams per connection are the normal case (RUNTIME.md).
+        ("grpc.max_concurrent_streams", 1000),
     ])
     delegate_pb2_grpc.add_DelegateServiceServicer_to_server(service, server)
-    health = grpc_server.add_health_and_reflection(server, [SERVICE])
-    bound = server.add_insecure_port(f"{host}:{port}")
+    names = [SERVICE]
+    if admin is not None:
+        delegate_pb2_grpc.add_DelegateAdminServicer_to_server(admin, server)
+        names.append(ADMIN_SERVICE)
+    health = grpc_server.add_health_and_reflection(server, names)
+    address = f"{host}:{port}"
+    bound = (server.add_secure_port(address, grpc.ssl_server_credentials([tls])) if tls
+             else server.add_insecure_port(address))
     await server.start()
-    await grpc_server.mark_serving(health, [SERVICE])
-    log.info("delegate gateway listening", address=f"{host}:{bound}")
+    await grpc_server.mark_serving(health, names)
+    log.info("delegate gateway listening", address=f"{host}:{bound}", tls=tls is not None)
     try:
         yield bound
     finally:

@@ -1,5 +1,9 @@
 """Gateway state in PostgreSQL: account tokens (hashed), delegate sessions, received reports.
 
+Sessions are one row per delegate (who is connected to which gateway instance, with what
+capabilities and selectors), the source of `vigil delegates list`. A revoked token NOTIFYs
+``vigil_token_revoked``, which makes every gateway re-check its live streams at once.
+
 A report (task result or health data) is stored by its idempotency key (task, attempt, kind)
 in the same transaction as the outbox row that publishes it: a delegate resending after a
 reconnect changes nothing, and nothing is published twice.
@@ -18,6 +22,7 @@ from vigil.events.v1 import tasks_pb2
 from vigil_common import outbox, topics
 
 PRODUCER = "delegate-gateway"
+REVOKED_CHANNEL = "vigil_token_revoked"
 _DELEGATE_NAMESPACE = uuid.UUID("0b7f3a56-5a0e-4f57-8c3e-5d1f6a2b9c44")
 
 
@@ -40,10 +45,19 @@ async def create_token(pool: asyncpg.Pool, account_id: str, description: str = "
 
 
 async def revoke_token(pool: asyncpg.Pool, account_id: str, token: str) -> bool:
-    """Revoke a token; True if it existed and was active."""
-    return await pool.fetchval(
-        "UPDATE delegate_tokens SET revoked_at = now() WHERE account_id = $1 AND token_hash = $2 "
-        "AND revoked_at IS NULL RETURNING true", account_id, hash_token(token)) or False
+    """Revoke a token; True if it existed and was active.
+
+    New connections with it are refused at once; gateways close live streams opened with it
+    when the NOTIFY arrives, or at their next periodic re-check at the latest.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        revoked = await conn.fetchval(
+            "UPDATE delegate_tokens SET revoked_at = now() WHERE account_id = $1 "
+            "AND token_hash = $2 AND revoked_at IS NULL RETURNING true",
+            account_id, hash_token(token))
+        if revoked:
+            await conn.execute("SELECT pg_notify($1, $2)", REVOKED_CHANNEL, account_id)
+        return bool(revoked)
 
 
 class GatewayStore:
@@ -57,15 +71,30 @@ class GatewayStore:
             "SELECT true FROM delegate_tokens WHERE account_id = $1 AND token_hash = $2 "
             "AND revoked_at IS NULL", account_id, hash_token(token)))
 
+    async def active_tokens(self, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (account, token hash) pairs are still valid."""
+        if not keys:
+            return set()
+        accounts, hashes = zip(*keys, strict=True)
+        rows = await self._pool.fetch(
+            "SELECT account_id, token_hash FROM delegate_tokens WHERE revoked_at IS NULL AND "
+            "(account_id, token_hash) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            list(accounts), list(hashes))
+        return {(r["account_id"], r["token_hash"]) for r in rows}
+
     async def open_session(self, ev: tasks_pb2.DelegateConnected) -> int:
         """Start a new session for the delegate and announce it; returns the session number."""
         async with self._pool.acquire() as conn, conn.transaction():
             session = await conn.fetchval(
                 "INSERT INTO delegate_sessions (delegate_id, account_id, name, session, "
-                "gateway_id) VALUES ($1, $2, $3, 1, $4) ON CONFLICT (delegate_id) DO UPDATE "
+                "gateway_id, connected, version, capabilities, selectors) "
+                "VALUES ($1, $2, $3, 1, $4, true, $5, $6, $7) ON CONFLICT (delegate_id) DO UPDATE "
                 "SET session = delegate_sessions.session + 1, gateway_id = EXCLUDED.gateway_id, "
-                "connected_at = now() RETURNING session",
-                ev.delegate_id, ev.account_id, ev.name, self._gateway_id)
+                "connected_at = now(), connected = true, version = EXCLUDED.version, "
+                "capabilities = EXCLUDED.capabilities, selectors = EXCLUDED.selectors, "
+                "disconnected_at = NULL RETURNING session",
+                ev.delegate_id, ev.account_id, ev.name, self._gateway_id, ev.version,
+                list(ev.capabilities), list(ev.selectors))
             ev.session = session
             await outbox.add(conn, PRODUCER, topics.delegate_events(self._version),
                              ev.delegate_id, ev, event_id=f"connected/{ev.delegate_id}/{session}")
@@ -73,6 +102,9 @@ class GatewayStore:
 
     async def close_session(self, ev: tasks_pb2.DelegateDisconnected) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE delegate_sessions SET connected = false, disconnected_at = now() "
+                "WHERE delegate_id = $1 AND session = $2", ev.delegate_id, ev.session)
             await outbox.add(conn, PRODUCER, topics.delegate_events(self._version),
                              ev.delegate_id, ev,
                              event_id=f"disconnected/{ev.delegate_id}/{ev.session}")
@@ -88,3 +120,15 @@ class GatewayStore:
                 await outbox.add(conn, PRODUCER, topic, key, message,
                                  event_id=f"{kind}/{task_id}/{attempt}")
             return bool(new)
+
+    async def publish(self, topic: str, key: str, message: pb_message.Message,
+                      event_id: str) -> None:
+        """Queue one event through the outbox (no report row)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await outbox.add(conn, PRODUCER, topic, key, message, event_id=event_id)
+
+    async def list_delegates(self, account_id: str, connected_only: bool) -> list[asyncpg.Record]:
+        """The account's delegates as the gateways last saw them, by name."""
+        return await self._pool.fetch(
+            "SELECT * FROM delegate_sessions WHERE account_id = $1 AND (connected OR NOT $2) "
+            "ORDER BY name", account_id, connected_only)
