@@ -128,6 +128,8 @@ class Stack:
                 env["API_PORT"] = str(api_port)
             if name == "delegate-gateway":
                 env["GATEWAY_PORT"] = str(gateway_port)
+            if name == "log-analyzer":  # its LogFeedbackService API
+                env["API_PORT"] = str(free_port())
             await self.supervisor.start(name, [sys.executable, "-m", module], env)
         await self._wait_serving(self.api_address, "orchestrator")
         await self._wait_serving(self.gateway_address, "delegate-gateway")

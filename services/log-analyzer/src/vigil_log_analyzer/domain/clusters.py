@@ -1,23 +1,30 @@
-"""Log records grouped by template, and each test cluster labelled against the control side."""
+"""Test-group clusters labelled against the control group: known, unknown, unexpected frequency.
+
+Counting is per host and per minute, so groups of different sizes and windows of different
+lengths compare fairly (issue 6: "significantly more frequent per host and minute than normal
+variation explains"). The normal variation is measured on the control side: the variance of
+the cluster's counts over the control (host, minute) cells, never less than Poisson's.
+"""
 
 from __future__ import annotations
 
 import enum
+import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-
-from vigil_log_analyzer.domain.templates import has_exception, template_id, template_of
-
-FREQUENCY_FACTOR = 3.0
-"""A known error cluster is UNEXPECTED_FREQUENCY above this many times its control rate..."""
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
 FREQUENCY_MIN_COUNT = 5
-"""...and with at least this many occurrences in the test group, so 1 -> 4 is not flagged."""
+"""A cluster needs at least this many test occurrences to be UNEXPECTED_FREQUENCY."""
+FREQUENCY_FACTOR = 2.0
+"""...a test rate per host-minute at least this many times the control rate..."""
+FREQUENCY_Z = 3.0
+"""...and an excess of at least this many standard deviations of normal variation."""
 
 _ERROR_LEVELS = frozenset({"ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "SEVERE", "ALERT", "EMERG"})
 _WARN_LEVELS = frozenset({"WARN", "WARNING"})
-_LEVEL_RANK = {"INFO": 0, "WARN": 1, "ERROR": 2}
+LEVEL_RANK = {"INFO": 0, "WARN": 1, "ERROR": 2}
 
 
 @dataclass(frozen=True)
@@ -28,35 +35,123 @@ class LogEvent:
         host: The host (node, pod) that wrote it; the service-instance identifier.
         level: Level as written (``INFO``, ``WARN``/``WARNING``, ``ERROR``, ``FATAL`` ...).
         message: The text; may span lines (a first line, then an exception and its frames).
+        time: When it was logged (timezone-aware), or None when unknown; used for the
+            per-minute counts.
     """
 
     host: str
     level: str
     message: str
+    time: datetime | None = None
 
 
 class ClusterLabel(enum.Enum):
     """What a test cluster is compared with the control side."""
 
-    KNOWN = "KNOWN"  # seen in control, or listed as a known template
+    KNOWN = "KNOWN"  # seen in control now, or with a previous version of the service
     UNKNOWN = "UNKNOWN"  # new with this version
-    UNEXPECTED_FREQUENCY = "UNEXPECTED_FREQUENCY"  # a known error, now much more frequent
+    UNEXPECTED_FREQUENCY = "UNEXPECTED_FREQUENCY"  # known, significantly more frequent
+
+
+def normalize_level(level: str) -> str:
+    """``ERROR``, ``WARN`` or ``INFO``: the three levels the rules know."""
+    name = level.strip().upper()
+    if name in _ERROR_LEVELS:
+        return "ERROR"
+    if name in _WARN_LEVELS:
+        return "WARN"
+    return "INFO"
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How much a group was observed: hosts times minutes.
+
+    Attributes:
+        hosts: Distinct hosts with at least one record.
+        minutes: Whole minutes between the group's first and last record (at least 1).
+    """
+
+    hosts: int
+    minutes: int
+
+    @property
+    def host_minutes(self) -> int:
+        """The number of (host, minute) cells."""
+        return max(1, self.hosts * self.minutes)
+
+    @classmethod
+    def of(cls, events: Sequence[LogEvent]) -> Exposure:
+        """The exposure of ``events`` (0 hosts when empty)."""
+        times = [e.time for e in events if e.time is not None]
+        minutes = 1
+        if times:
+            span = (max(times) - min(times)).total_seconds()
+            minutes = max(1, math.ceil((span + 1) / 60))
+        return cls(hosts=len({e.host for e in events}), minutes=minutes)
+
+
+@dataclass(frozen=True)
+class Frequency:
+    """A cluster's rate in the test group against the control group.
+
+    Attributes:
+        control_rate: Control occurrences per host-minute.
+        test_rate: Test occurrences per host-minute.
+        ratio: ``test_rate / control_rate`` (control counted as half an occurrence when 0).
+        z: Excess of the test count over its expectation, in standard deviations of the
+            control's normal variation (over-dispersed Poisson).
+    """
+
+    control_rate: float
+    test_rate: float
+    ratio: float
+    z: float
+
+    @property
+    def unexpected(self) -> bool:
+        """Whether this is more than normal variation explains (see the module constants)."""
+        return self.ratio >= FREQUENCY_FACTOR and self.z >= FREQUENCY_Z
+
+
+def frequency(control_cells: Counter[tuple[str, int]], control: Exposure, test_total: int,
+              test: Exposure) -> Frequency:
+    """Compares a cluster's test count with its control rate.
+
+    Args:
+        control_cells: The cluster's control occurrences per (host, minute index).
+        control: Exposure of the whole control group.
+        test_total: The cluster's occurrences in the test group.
+        test: Exposure of the whole test group.
+    """
+    cells = control.host_minutes
+    control_total = sum(control_cells.values())
+    mean = max(control_total, 0.5) / cells
+    square = sum(n * n for n in control_cells.values()) / cells
+    dispersion = max(1.0, (square - mean * mean) / mean)
+    expected = mean * test.host_minutes
+    sd = math.sqrt(dispersion * expected * (1 + test.host_minutes / cells))
+    test_rate = test_total / test.host_minutes
+    return Frequency(control_rate=control_total / cells, test_rate=test_rate,
+                     ratio=test_rate / mean, z=(test_total - expected) / sd)
 
 
 @dataclass(frozen=True)
 class Cluster:
-    """The records of one template in the test group, with the control side's counts.
+    """One cluster as the verdict shows it.
 
     Attributes:
-        id: :func:`template_id` of ``template``; stable across runs and releases.
-        template: The template every record of the cluster has.
-        level: Most severe level among the test records: ``ERROR`` (also FATAL, CRITICAL,
-            SEVERE ...), ``WARN``, or ``INFO`` (also DEBUG, TRACE and unknown levels).
+        id: Stable cluster id (the same statement keeps it across runs and versions).
+        template: The cluster's template, variable tokens as ``<*>``.
+        level: Most severe normalized level among its test records (ERROR, WARN or INFO).
         label: KNOWN, UNKNOWN or UNEXPECTED_FREQUENCY.
-        example: First line of the first test record, as written.
+        example: First line of its first test record, as written.
         has_exception: Whether a test record carries an exception or stack trace.
-        test_counts: Occurrences per test host (hosts without any are left out).
-        control_counts: Occurrences per control host (empty for a new template).
+        test_counts: Occurrences per test host.
+        control_counts: Occurrences per control host (empty when not seen in control).
+        test_minutes: Test occurrences per minute (``HH:MM`` UTC), when times are known.
+        control_minutes: Control occurrences per minute.
+        frequency: The rate comparison (for any cluster seen on both sides), else None.
     """
 
     id: str
@@ -67,6 +162,9 @@ class Cluster:
     has_exception: bool
     test_counts: dict[str, int] = field(hash=False)
     control_counts: dict[str, int] = field(hash=False)
+    test_minutes: dict[str, int] = field(hash=False, default_factory=dict)
+    control_minutes: dict[str, int] = field(hash=False, default_factory=dict)
+    frequency: Frequency | None = None
 
     @property
     def is_error(self) -> bool:
@@ -82,93 +180,3 @@ class Cluster:
     def control_total(self) -> int:
         """Occurrences in the whole control group."""
         return sum(self.control_counts.values())
-
-
-def normalize_level(level: str) -> str:
-    """``ERROR``, ``WARN`` or ``INFO``: the three levels the rules know (see :class:`Cluster`)."""
-    name = level.strip().upper()
-    if name in _ERROR_LEVELS:
-        return "ERROR"
-    if name in _WARN_LEVELS:
-        return "WARN"
-    return "INFO"
-
-
-def rate_per_host(total: int, hosts: int) -> float:
-    """Occurrences per host of a group; 0 for a group without hosts."""
-    return total / hosts if hosts else 0.0
-
-
-def cluster_events(
-    control: Sequence[LogEvent],
-    test: Sequence[LogEvent],
-    known_templates: Collection[str] = frozenset(),
-) -> tuple[Cluster, ...]:
-    """Groups ``test`` by template and labels each group against ``control``.
-
-    A cluster is KNOWN when its template occurs in ``control`` or its template or id is in
-    ``known_templates``, else UNKNOWN. A known error cluster that also occurs in ``control``
-    becomes UNEXPECTED_FREQUENCY when its rate per test host is above :data:`FREQUENCY_FACTOR`
-    times the rate per control host and it occurs at least :data:`FREQUENCY_MIN_COUNT` times.
-    Both groups are taken to cover windows of the same length, as in canary analysis where they
-    run side by side. Templates only seen in control are not returned.
-
-    Returns:
-        The test clusters, most frequent first (ties by id), so the order is fixed.
-    """
-    control_by_id = _counts_by_id(control)
-    known = frozenset(known_templates)
-    test_groups: dict[str, list[LogEvent]] = {}
-    templates: dict[str, str] = {}
-    for event in test:
-        template = template_of(event.message)
-        key = template_id(template)
-        templates[key] = template
-        test_groups.setdefault(key, []).append(event)
-    test_hosts = len({event.host for event in test})
-    control_hosts = len({event.host for event in control})
-    clusters = []
-    for key, events in test_groups.items():
-        level = max((normalize_level(event.level) for event in events), key=_LEVEL_RANK.__getitem__)
-        cluster = Cluster(
-            id=key,
-            template=templates[key],
-            level=level,
-            label=ClusterLabel.UNKNOWN,
-            example=_first_line(events[0].message),
-            has_exception=any(has_exception(event.message) for event in events),
-            test_counts=dict(sorted(Counter(event.host for event in events).items())),
-            control_counts=dict(sorted(control_by_id.get(key, Counter()).items())),
-        )
-        is_known = key in control_by_id or bool({key, cluster.template} & known)
-        clusters.append(_labelled(cluster, is_known, test_hosts, control_hosts))
-    return tuple(sorted(clusters, key=lambda cluster: (-cluster.test_total, cluster.id)))
-
-
-def _counts_by_id(events: Iterable[LogEvent]) -> dict[str, Counter[str]]:
-    counts: dict[str, Counter[str]] = {}
-    for event in events:
-        counts.setdefault(template_id(template_of(event.message)), Counter())[event.host] += 1
-    return counts
-
-
-def _labelled(cluster: Cluster, known: bool, test_hosts: int, control_hosts: int) -> Cluster:
-    if not known:
-        return cluster
-    test_rate = rate_per_host(cluster.test_total, test_hosts)
-    control_rate = rate_per_host(cluster.control_total, control_hosts)
-    more_frequent = (
-        cluster.is_error
-        and cluster.control_total > 0
-        and cluster.test_total >= FREQUENCY_MIN_COUNT
-        and test_rate > FREQUENCY_FACTOR * control_rate
-    )
-    label = ClusterLabel.UNEXPECTED_FREQUENCY if more_frequent else ClusterLabel.KNOWN
-    return replace(cluster, label=label)
-
-
-def _first_line(message: str) -> str:
-    for line in message.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""

@@ -80,10 +80,10 @@ def template_of(message: str) -> str:
     # the one-line result a fixed point.
     head, rest = lines[0], lines[1:]
     parts = [head]
-    exception = _exception_class(rest)
+    exception = exception_class(rest)
     if exception is not None:
         parts.append(exception)
-    frame = _first_frame(rest)
+    frame = first_frame(rest)
     if frame is not None:
         parts.append(f"at {frame}")
     return _abstract(_SEPARATOR.join(parts))
@@ -106,7 +106,7 @@ def has_exception(message: str) -> bool:
     )
 
 
-def _exception_class(lines: list[str]) -> str | None:
+def exception_class(lines: list[str]) -> str | None:
     """Class name of the top exception: the first exception line of a Java trace, the last
     one of a Python traceback (Python prints the raised exception at the bottom)."""
     found = [match.group(1) for line in lines if (match := _JAVA_EXCEPTION.match(line))]
@@ -116,7 +116,7 @@ def _exception_class(lines: list[str]) -> str | None:
     return found[-1] if is_python else found[0]
 
 
-def _first_frame(lines: list[str]) -> str | None:
+def first_frame(lines: list[str]) -> str | None:
     """Where the exception was thrown, without line numbers: the first Java ``at`` frame, or
     the innermost (last) Python frame, as ``file in function``."""
     for line in lines:

@@ -1,0 +1,1 @@
+"""log-analyzer adapters: PostgreSQL storage and the feedback gRPC API."""
