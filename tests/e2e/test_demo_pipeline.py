@@ -10,6 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from vigil.api.v1 import api_pb2, api_pb2_grpc
 from vigil.events.v1 import execution_pb2
@@ -19,6 +21,21 @@ from vigil_local.demo import run_demo
 from vigil_local.stack import DEMO_ACCOUNT, Stack, StackConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def auth(stack: Stack) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {stack.api_key}"),)
+
+
+def bad_request(err: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    """The (field, description) violations of a rich INVALID_ARGUMENT error."""
+    status = rpc_status.from_call(err)
+    out = []
+    for detail in status.details:
+        br = error_details_pb2.BadRequest()
+        assert detail.Unpack(br)
+        out += [(v.field, v.description) for v in br.field_violations]
+    return out
 
 
 def _alive(pid: int) -> bool:
@@ -94,10 +111,13 @@ stages:
         api = api_pb2_grpc.PipelineServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await api.ApplyPipeline(api_pb2.ApplyPipelineRequest(account_id=DEMO_ACCOUNT,
-                                                                 yaml=bad))
+                                                                 yaml=bad), metadata=auth(stack))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "stages[0].workflow.phases[0].steps[0].timeout: must be a duration" in \
         err.value.details()
+    violations = bad_request(err.value)
+    assert ("stages[0].workflow.phases[0].steps[0].timeout",
+            "must be a duration (e.g. 90s, 5m)") in violations
 
 
 async def test_a_delegate_with_a_wrong_token_is_refused_and_exits_with_the_reason(stack):
@@ -111,8 +131,8 @@ async def test_a_delegate_with_a_wrong_token_is_refused_and_exits_with_the_reaso
 
 async def test_an_unknown_execution_is_not_found(stack):
     async with grpc.aio.insecure_channel(stack.api_address) as channel:
-        api = api_pb2_grpc.PipelineServiceStub(channel)
+        api = api_pb2_grpc.ExecutionServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await api.GetExecution(api_pb2.GetExecutionRequest(
-                account_id=DEMO_ACCOUNT, execution_id=str(uuid.uuid4())))
+                account_id=DEMO_ACCOUNT, execution_id=str(uuid.uuid4())), metadata=auth(stack))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

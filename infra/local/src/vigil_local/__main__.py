@@ -36,7 +36,11 @@ async def _main(mode: str, verbose: bool) -> int:
         if mode == "demo":
             return 0 if outcome.ok else 1
         print(f"\nVigil is running: API {stack.api_address}, delegate gateway "
-              f"{stack.gateway_address}, logs in {stack.logs_dir}. Ctrl-C stops everything.",
+              f"{stack.gateway_address}, logs in {stack.logs_dir}. Ctrl-C stops everything.\n"
+              f"Try the CLI in another terminal:\n"
+              f"  export VIGIL_API={stack.api_address} VIGIL_API_KEY={stack.api_key}\n"
+              f"  .venv/bin/vigil list\n"
+              f"  .venv/bin/vigil get execution {outcome.execution.execution_id}",
               flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

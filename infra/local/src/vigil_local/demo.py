@@ -46,18 +46,20 @@ class DemoOutcome:
 async def run_demo(stack: Stack, out: TextIO = sys.stdout, timeout: float = 240.0,
                    inputs: dict[str, str] | None = None) -> DemoOutcome:
     """Run the demo pipeline once on a started stack and report what happened."""
+    auth = (("authorization", f"Bearer {stack.api_key}"),)
     async with grpc.aio.insecure_channel(stack.api_address) as channel:
-        api = api_pb2_grpc.PipelineServiceStub(channel)
-        applied = await api.ApplyPipeline(api_pb2.ApplyPipelineRequest(
-            account_id=DEMO_ACCOUNT, yaml=PIPELINE.read_text()))
-        started = await api.StartExecution(api_pb2.StartExecutionRequest(
+        pipelines = api_pb2_grpc.PipelineServiceStub(channel)
+        executions = api_pb2_grpc.ExecutionServiceStub(channel)
+        applied = await pipelines.ApplyPipeline(api_pb2.ApplyPipelineRequest(
+            account_id=DEMO_ACCOUNT, yaml=PIPELINE.read_text()), metadata=auth)
+        started = await executions.StartExecution(api_pb2.StartExecutionRequest(
             account_id=DEMO_ACCOUNT, pipeline=applied.name,
             inputs={"python": sys.executable, **(inputs or {})},
-            idempotency_key=str(uuid.uuid4())))
+            idempotency_key=str(uuid.uuid4())), metadata=auth)
         execution_id = started.execution_id
         verdicts = await _narrate(stack.bootstrap, execution_id, out, timeout)
-        final = await api.GetExecution(api_pb2.GetExecutionRequest(
-            account_id=DEMO_ACCOUNT, execution_id=execution_id))
+        final = await executions.GetExecution(api_pb2.GetExecutionRequest(
+            account_id=DEMO_ACCOUNT, execution_id=execution_id), metadata=auth)
     return DemoOutcome(final, expected_checks(final, verdicts), verdicts)
 
 
@@ -92,24 +94,40 @@ async def _narrate(bootstrap: str, execution_id: str, out: TextIO,
         await consumer.stop()
 
 
+def _status(enum: object, value: int, prefix: str) -> str:
+    return enum.Name(value).removeprefix(prefix)  # type: ignore[attr-defined]
+
+
 def describe(msg: object) -> str:
     """One line for a public lifecycle event."""
-    if isinstance(msg, execution_pb2.ExecutionStarted):
+    e = execution_pb2
+    if isinstance(msg, e.ExecutionStarted):
         return (f"execution {msg.execution_id} started: pipeline {msg.pipeline} "
                 f"on {msg.vigil_version}")
-    if isinstance(msg, execution_pb2.ExecutionFinished):
-        status = execution_pb2.ExecutionStatus.Name(msg.status).removeprefix("EXECUTION_STATUS_")
+    if isinstance(msg, e.ExecutionFinished):
+        status = _status(e.ExecutionStatus, msg.status, "EXECUTION_STATUS_")
         extra = " (rolled back)" if msg.rolled_back else ""
         return f"execution finished {status}{extra}" + (f": {msg.reason}" if msg.reason else "")
+    if isinstance(msg, e.ExecutionPaused | e.ExecutionResumed):
+        return f"execution {type(msg).__name__.removeprefix('Execution').lower()}: {msg.reason}"
+    if isinstance(msg, e.StageStarted):
+        return f" stage {msg.stage} started"
+    if isinstance(msg, e.StageFinished):
+        status = _status(e.StageStatus, msg.status, "STAGE_STATUS_")
+        return f" stage {msg.stage} {status}" + (f": {msg.reason}" if msg.reason else "")
     step = getattr(msg, "step", None)
     where = f"{step.stage}/{step.phase}/{step.step} [{step.type}]" if step else "?"
-    if isinstance(msg, execution_pb2.StepStarted):
-        return f"  > {where} started"
-    if isinstance(msg, execution_pb2.StepSucceeded):
-        return f"  + {where} succeeded: {msg.summary}"
-    if isinstance(msg, execution_pb2.StepFailed):
-        return f"  x {where} FAILED: {msg.reason}"
-    return f"  ? {type(msg).__name__}"
+    lines = {
+        e.StepStarted: lambda m: f"  > {where} started"
+        + (f" (attempt {m.attempt})" if m.attempt > 1 else ""),
+        e.StepSucceeded: lambda m: f"  + {where} succeeded: {m.summary}",
+        e.StepFailed: lambda m: f"  x {where} FAILED: {m.reason}",
+        e.StepRetrying: lambda m: f"  ~ {where} {m.reason}",
+        e.StepWaiting: lambda m: f"  ? {where} waiting: {m.message}",
+        e.StepAborted: lambda m: f"  - {where} aborted: {m.reason}",
+    }
+    render = lines.get(type(msg))
+    return render(msg) if render else f"  ? {type(msg).__name__}"
 
 
 def _print_verdict(msg: verification_pb2.VerificationCompleted, out: TextIO, t: float) -> None:

@@ -33,6 +33,7 @@ from vigil_local.database import (
 )
 from vigil_local.ports import free_port
 from vigil_local.supervisor import Supervisor
+from vigil_orchestrator.adapters.postgres import PostgresStore
 
 SERVICES = {
     # process name: python module (each service's one entry point)
@@ -68,6 +69,7 @@ class Stack:
         self.api_address = ""
         self.gateway_address = ""
         self.delegate_token = ""
+        self.api_key = ""
         self.supervisor: Supervisor | None = None
         self._devnull: TextIO | None = None
 
@@ -113,6 +115,7 @@ class Stack:
 
         async with db.pool(self.database.url, max_size=2) as pool:
             self.delegate_token = await create_token(pool, DEMO_ACCOUNT, "local stack delegate")
+            self.api_key = await PostgresStore(pool).create_api_key(DEMO_ACCOUNT, "local-admin")
 
         api_port = cfg.api_port or free_port()
         gateway_port = cfg.gateway_port or free_port()
@@ -156,7 +159,8 @@ class Stack:
         assert self.supervisor is not None
         env = {**self._service_env(), "DELEGATE_GATEWAY": self.gateway_address,
                "DELEGATE_ACCOUNT": DEMO_ACCOUNT, "DELEGATE_TOKEN": token or self.delegate_token,
-               "DELEGATE_NAME": name, "DELEGATE_WORKDIR": str(self.delegate_workdir)}
+               "DELEGATE_NAME": name, "DELEGATE_WORKDIR": str(self.delegate_workdir),
+               "DELEGATE_CAPABILITIES": "local-process,shell,http"}
         await self.supervisor.start(name, [sys.executable, "-m", "vigil_delegate"], env)
 
     async def _wait_serving(self, address: str, name: str, timeout: float = 60.0) -> None:

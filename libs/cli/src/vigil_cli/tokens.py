@@ -1,4 +1,4 @@
-"""`vigil token create|revoke`: delegate tokens of an account (only their hash is stored)."""
+"""`vigil token create|revoke`, `vigil apikey create`: credentials (only hashes are stored)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("token")
     revoke.set_defaults(func=lambda a: asyncio.run(_revoke(a)))
 
+    apikey = sub.add_parser("apikey", help="API keys (talks to the database directly)")
+    asub = apikey.add_subparsers(dest="action", required=True)
+    create_key = asub.add_parser("create", help="create an API key; it is printed once")
+    create_key.add_argument("--account", required=True)
+    create_key.add_argument("--name", required=True, help="who uses it (shown in the audit log)")
+    create_key.set_defaults(func=lambda a: asyncio.run(_create_key(a)))
+
 
 def _url() -> str:
     return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -33,6 +40,14 @@ async def _create(args: argparse.Namespace) -> int:
 
     async with db.pool(_url(), max_size=1) as pool:
         print(await create_token(pool, args.account, args.description))
+    return 0
+
+
+async def _create_key(args: argparse.Namespace) -> int:
+    from vigil_orchestrator.adapters.postgres import PostgresStore
+
+    async with db.pool(_url(), max_size=1) as pool:
+        print(await PostgresStore(pool).create_api_key(args.account, args.name))
     return 0
 
 

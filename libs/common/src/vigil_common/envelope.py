@@ -19,7 +19,7 @@ from google.protobuf import symbol_database
 
 # Importing the generated modules registers every Vigil message with the default pool.
 from vigil.delegate.v1 import delegate_pb2  # noqa: F401
-from vigil.events.v1 import execution_pb2, tasks_pb2, verification_pb2  # noqa: F401
+from vigil.events.v1 import artifact_pb2, execution_pb2, tasks_pb2, verification_pb2  # noqa: F401
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/protobuf"

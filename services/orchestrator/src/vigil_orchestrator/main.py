@@ -16,11 +16,12 @@ log = logs.get(__name__)
 
 
 async def _sweep(handlers: Handlers, period: float) -> None:
+    """The durable timer: deadlines, waits and retry back-offs live in PostgreSQL."""
     while True:
         try:
-            await handlers.sweep_deadlines()
+            await handlers.sweep_timers()
         except Exception:
-            log.exception("deadline sweep failed; retrying")
+            log.exception("timer sweep failed; retrying")
         await asyncio.sleep(period)
 
 
@@ -33,11 +34,12 @@ async def main() -> None:
     async with db.pool(common.database_url) as pool, kafka.producer(common.kafka) as producer:
         store = PostgresStore(pool)
         handlers = Handlers(store, common.version)
-        async with grpc_api.serve(settings.api_port, handlers, store):
+        async with grpc_api.serve(settings.api_port, handlers, store, pool):
             await serve_until_sigterm(
                 kafka.consume(common.kafka, f"vigil.{common.version}.orchestrator",
                               [topics.task_results(common.version),
-                               topics.verification_verdicts(common.version)],
+                               topics.verification_verdicts(common.version),
+                               topics.ARTIFACTS],
                               handlers.on_event, producer),
                 outbox.relay(pool, producer, PRODUCER),
                 _sweep(handlers, settings.deadline_sweep_seconds),

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vigil.api.v1 import api_pb2
+from vigil.delegate.v1 import http_pb2, kubernetes_pb2
 from vigil.delegate.v1 import tasks_pb2 as spec_pb2
 from vigil.events.v1 import execution_pb2, tasks_pb2, verification_pb2
 from vigil_orchestrator.domain import (
     DispatchTask,
     Execution,
-    ExecutionStatus,
     Lifecycle,
     PlannedStep,
-    StepStatus,
     StepType,
     parse_duration,
 )
@@ -36,18 +37,21 @@ ANALYSIS_NAMES = {
     verification_pb2.ANALYSIS_KIND_METRICS: "metrics",
     verification_pb2.ANALYSIS_KIND_LOGS: "logs",
 }
-_EXECUTION_STATUS = {
-    ExecutionStatus.RUNNING: execution_pb2.EXECUTION_STATUS_RUNNING,
-    ExecutionStatus.SUCCEEDED: execution_pb2.EXECUTION_STATUS_SUCCEEDED,
-    ExecutionStatus.FAILED: execution_pb2.EXECUTION_STATUS_FAILED,
+K8S_STRATEGY = {
+    "rolling": kubernetes_pb2.KUBERNETES_STRATEGY_ROLLING,
+    "canary": kubernetes_pb2.KUBERNETES_STRATEGY_CANARY,
+    "blue_green": kubernetes_pb2.KUBERNETES_STRATEGY_BLUE_GREEN,
 }
-_STEP_STATUS = {
-    StepStatus.PENDING: execution_pb2.STEP_STATUS_PENDING,
-    StepStatus.RUNNING: execution_pb2.STEP_STATUS_RUNNING,
-    StepStatus.SUCCEEDED: execution_pb2.STEP_STATUS_SUCCEEDED,
-    StepStatus.FAILED: execution_pb2.STEP_STATUS_FAILED,
-    StepStatus.SKIPPED: execution_pb2.STEP_STATUS_SKIPPED,
-}
+
+
+def enum_value(enum: Any, prefix: str, name: str) -> int:
+    """``ExecutionStatus`` + "EXECUTION_STATUS_" + "FAILED" -> the proto enum number."""
+    return enum.Value(f"{prefix}{name}")
+
+
+def execution_status_name(value: int) -> str:
+    """The domain name of a proto ExecutionStatus, e.g. 3 -> "FAILED"."""
+    return execution_pb2.ExecutionStatus.Name(value).removeprefix("EXECUTION_STATUS_")
 
 
 def timestamp(when: datetime | None) -> Timestamp | None:
@@ -59,31 +63,67 @@ def timestamp(when: datetime | None) -> Timestamp | None:
 
 
 def task_spec(ex: Execution, cmd: DispatchTask) -> spec_pb2.TaskSpec:
-    """The delegate's TaskSpec for a step."""
-    p, step = cmd.step.params, cmd.step
-    if step.type is StepType.DEPLOY:
+    """The delegate's TaskSpec for a step attempt (its params as run)."""
+    p, kind = cmd.params, cmd.step.type
+    if kind is StepType.DEPLOY:
         return spec_pb2.TaskSpec(deploy_local_process=spec_pb2.DeployLocalProcess(
             service=p["service"], version=p["version"], nodes=p["nodes"], command=p["command"],
             ready_path=p.get("ready_path", "/healthz")))
-    if step.type is StepType.ROLLBACK:
+    if kind is StepType.ROLLBACK:
         return spec_pb2.TaskSpec(rollback_local_process=spec_pb2.RollbackLocalProcess(
             service=p["service"], nodes=p["nodes"]))
-    if step.type is StepType.SHELL:
+    if kind is StepType.SHELL:
         return spec_pb2.TaskSpec(shell_script=spec_pb2.ShellScript(
             script=p["script"], working_dir=p.get("working_dir", ""),
             env={str(k): str(v) for k, v in (p.get("env") or {}).items()}))
+    if kind is StepType.HTTP_CHECK:
+        status = p.get("expect_status", [])
+        return spec_pb2.TaskSpec(http_check=http_pb2.HttpCheck(
+            url=p["url"], method=p.get("method", "GET"),
+            expected_status=status if isinstance(status, list) else [status],
+            body_contains=p.get("body_contains", ""),
+            retries=max(int(p.get("attempts", 1)) - 1, 0),
+            retry_interval_seconds=parse_duration(p.get("interval", "1s")) or 1.0))
+    if kind is StepType.K8S_DEPLOY:
+        return spec_pb2.TaskSpec(kubernetes_deploy=kubernetes_pb2.KubernetesDeploy(
+            strategy=K8S_STRATEGY[p.get("strategy", "rolling")], namespace=p["namespace"],
+            name=p["deployment"], image=p["image"], replicas=int(p.get("replicas", 1)),
+            canary_phases=p.get("canary_phases", []), promote=bool(p.get("promote", False)),
+            labels={str(k): str(v) for k, v in (p.get("labels") or {}).items()},
+            ports=[kubernetes_pb2.KubernetesPort(
+                name=str(x.get("name", "")), container_port=int(x["container_port"]),
+                service_port=int(x.get("service_port", x["container_port"])))
+                for x in p.get("ports", [])],
+            env={str(k): str(v) for k, v in (p.get("env") or {}).items()},
+            args=[str(a) for a in p.get("args", [])],
+            readiness_path=p.get("readiness_path", ""),
+            rollout_timeout_seconds=cmd.timeout_seconds,
+            phase_pause_seconds=parse_duration(p.get("phase_pause", 0)) or 0.0))
+    if kind is StepType.K8S_ROLLBACK:
+        return spec_pb2.TaskSpec(kubernetes_rollback=kubernetes_pb2.KubernetesRollback(
+            strategy=K8S_STRATEGY[p.get("strategy", "rolling")], namespace=p["namespace"],
+            name=p["deployment"], rollout_timeout_seconds=cmd.timeout_seconds))
+    if kind is StepType.K8S_WAIT_ROLLOUT:
+        return spec_pb2.TaskSpec(kubernetes_wait_rollout=kubernetes_pb2.KubernetesWaitRollout(
+            namespace=p["namespace"], deployment=p["deployment"],
+            timeout_seconds=cmd.timeout_seconds))
+    return spec_pb2.TaskSpec(collect_health_data=_collect(ex, cmd))
+
+
+def _collect(ex: Execution, cmd: DispatchTask) -> spec_pb2.CollectHealthData:
+    p = cmd.params
     ref = verification_pb2.VerificationRef(
         verification_id=cmd.task_id, execution_id=ex.id, account_id=ex.account_id,
         service=p["service"], vigil_version=ex.version)
     thresholds = [verification_pb2.MetricThreshold(metric=t["metric"], **{
         k: float(t[k]) for k in ("fail_fast_above", "ignore_below") if k in t})
         for t in p.get("thresholds") or []]
-    return spec_pb2.TaskSpec(collect_health_data=spec_pb2.CollectHealthData(
+    return spec_pb2.CollectHealthData(
         ref=ref, source=spec_pb2.HealthSource(kind="local-process", service=p["service"]),
         control_hosts=p["control_nodes"], test_hosts=p["test_nodes"],
         duration_seconds=parse_duration(p["duration"]) or 0.0,
         interval_seconds=parse_duration(p.get("interval", "60s")) or 60.0,
-        sensitivity=SENSITIVITY[p.get("sensitivity", "medium")], thresholds=thresholds))
+        sensitivity=SENSITIVITY[p.get("sensitivity", "medium")], thresholds=thresholds)
 
 
 def dispatch_command(ex: Execution, cmd: DispatchTask, now: datetime) -> tasks_pb2.DispatchTask:
@@ -98,6 +138,16 @@ def step_ref(step: PlannedStep) -> execution_pb2.StepRef:
                                  step=step.name, type=step.type.value, rollback=step.rollback)
 
 
+_STEP_EVENTS = {
+    "StepStarted": (execution_pb2.StepStarted, None),
+    "StepSucceeded": (execution_pb2.StepSucceeded, "summary"),
+    "StepFailed": (execution_pb2.StepFailed, "reason"),
+    "StepRetrying": (execution_pb2.StepRetrying, "reason"),
+    "StepWaiting": (execution_pb2.StepWaiting, "message"),
+    "StepAborted": (execution_pb2.StepAborted, "reason"),
+}
+
+
 def lifecycle_event(ex: Execution, ev: Lifecycle, now: datetime):  # noqa: ANN201 - a union
     """The public event for a domain lifecycle record."""
     at = timestamp(now)
@@ -108,26 +158,51 @@ def lifecycle_event(ex: Execution, ev: Lifecycle, now: datetime):  # noqa: ANN20
     if ev.kind == "ExecutionFinished":
         return execution_pb2.ExecutionFinished(
             execution_id=ex.id, account_id=ex.account_id, pipeline=ex.pipeline,
-            status=_EXECUTION_STATUS[ex.status], reason=ex.reason, at=at,
-            rolled_back=ex.rolled_back)
+            status=enum_value(execution_pb2.ExecutionStatus, "EXECUTION_STATUS_", ev.status),
+            reason=ex.reason, at=at, rolled_back=ex.rolled_back)
+    if ev.kind == "ExecutionPaused":
+        return execution_pb2.ExecutionPaused(execution_id=ex.id, reason=ev.message, at=at)
+    if ev.kind == "ExecutionResumed":
+        return execution_pb2.ExecutionResumed(execution_id=ex.id, reason=ev.message, at=at)
+    if ev.kind == "StageStarted":
+        return execution_pb2.StageStarted(execution_id=ex.id, stage=ev.stage, at=at)
+    if ev.kind == "StageFinished":
+        k = next(i for i, s in enumerate(ex.stages) if s.name == ev.stage)
+        return execution_pb2.StageFinished(
+            execution_id=ex.id, stage=ev.stage, reason=ev.message, at=at,
+            status=enum_value(execution_pb2.StageStatus, "STAGE_STATUS_", ev.status),
+            rolled_back=ex.stage_states[k].rolled_back)
+    cls, text_field = _STEP_EVENTS[ev.kind]
     assert ev.step is not None
-    ref = step_ref(ev.step)
-    if ev.kind == "StepStarted":
-        return execution_pb2.StepStarted(execution_id=ex.id, step=ref, at=at)
-    if ev.kind == "StepSucceeded":
-        return execution_pb2.StepSucceeded(execution_id=ex.id, step=ref, summary=ev.message,
-                                           at=at)
-    return execution_pb2.StepFailed(execution_id=ex.id, step=ref, reason=ev.message, at=at)
+    fields = {"execution_id": ex.id, "step": step_ref(ev.step), "at": at,
+              "attempt": ev.attempt}
+    if text_field:
+        fields[text_field] = ev.message
+    return cls(**fields)
 
 
-def execution_view(ex: Execution) -> api_pb2.Execution:
+def execution_view(ex: Execution, with_steps: bool = True) -> api_pb2.Execution:
     """The API's view of an execution."""
-    return api_pb2.Execution(
+    view = api_pb2.Execution(
         execution_id=ex.id, account_id=ex.account_id, pipeline=ex.pipeline,
-        status=_EXECUTION_STATUS[ex.status], reason=ex.reason, vigil_version=ex.version,
-        rolled_back=ex.rolled_back,
-        steps=[api_pb2.Step(ref=step_ref(step), status=_STEP_STATUS[st.status],
-                            message=st.message, started_at=timestamp(st.started_at),
-                            finished_at=timestamp(st.finished_at))
-               for step, st in zip(ex.steps, ex.states, strict=True)],
-        created_at=timestamp(ex.created_at), finished_at=timestamp(ex.finished_at))
+        status=enum_value(execution_pb2.ExecutionStatus, "EXECUTION_STATUS_", ex.status.value),
+        reason=ex.reason, vigil_version=ex.version, rolled_back=ex.rolled_back,
+        created_at=timestamp(ex.created_at), finished_at=timestamp(ex.finished_at),
+        paused=ex.paused, application=ex.application, service=ex.service,
+        environment=ex.environment, inputs=ex.inputs,
+        stages=[api_pb2.Stage(
+            name=plan.name, depends_on=plan.depends_on, reason=st.reason,
+            status=enum_value(execution_pb2.StageStatus, "STAGE_STATUS_", st.status.value),
+            rolled_back=st.rolled_back, started_at=timestamp(st.started_at),
+            finished_at=timestamp(st.finished_at))
+            for plan, st in zip(ex.stages, ex.stage_states, strict=True)])
+    if with_steps:
+        view.steps.extend(api_pb2.Step(
+            ref=step_ref(step), message=st.message, attempt=st.attempt,
+            status=enum_value(execution_pb2.StepStatus, "STEP_STATUS_", st.status.value),
+            started_at=timestamp(st.started_at), finished_at=timestamp(st.finished_at),
+            waiting_for=st.waiting.value if st.waiting and st.status.is_active else "",
+            params_json=json.dumps(st.params or step.params, sort_keys=True),
+            outputs=st.outputs)
+            for step, st in zip(ex.steps, ex.step_states, strict=True))
+    return view

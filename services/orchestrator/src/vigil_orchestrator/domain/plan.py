@@ -1,38 +1,35 @@
-"""Planning: a validated PipelineSpec plus inputs becomes the ordered list of steps to run.
+"""Planning: a validated PipelineSpec plus inputs becomes the steps to run, in order per stage.
 
-Variables (``${inputs.version}``, ``${execution.id}``, ``${pipeline.name}``) are substituted
-here, once, so the execution keeps the resolved pipeline it ran.
+Variables are substituted here, once, so the execution keeps the resolved pipeline it ran:
+``${inputs.<name>}``, ``${artifact.<key>}``, ``${env.name}``, ``${pipeline.name}``,
+``${execution.id}``. ``${steps.<step>.output.<key>}`` is resolved when that later step starts.
+Failure strategies are resolved to one policy per step (step > phase > workflow > stage).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from vigil_orchestrator.domain.failure import Action, FailurePolicy, with_retries
 from vigil_orchestrator.domain.pipeline import (
-    FailureStrategy,
     PipelineInvalid,
     PipelineSpec,
-    StepType,
+    StepSpec,
     parse_duration,
 )
+from vigil_orchestrator.domain.steps import StepType
 
-_VAR = re.compile(r"\$\{([a-zA-Z0-9_.-]+)\}")
+VAR = re.compile(r"\$\{([a-zA-Z0-9_.-]+)\}")
 _TASK_NAMESPACE = uuid.UUID("6f1c4c1e-3d2a-4a3b-9a77-1f0c2b9e5d10")
-
-CAPABILITY = {
-    StepType.DEPLOY: "local-process",
-    StepType.ROLLBACK: "local-process",
-    StepType.VERIFY: "local-process",
-    StepType.SHELL: "shell",
-}
+DEFAULT_FAILURE = FailurePolicy(Action.ROLLBACK)
 
 
 @dataclass(frozen=True)
 class PlannedStep:
-    """A step with its variables resolved and its place in the pipeline."""
+    """A step with its static variables resolved and its place in the pipeline."""
 
     path: str
     stage_index: int
@@ -42,13 +39,26 @@ class PlannedStep:
     type: StepType
     params: dict[str, Any]
     timeout_seconds: float
-    retries: int
-    strategy: FailureStrategy
+    failure: FailurePolicy
+    phase_index: int = 0
     rollback: bool = False
 
     @property
     def capability(self) -> str:
-        return CAPABILITY[self.type]
+        return self.type.capability
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str
+    depends_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    stages: tuple[StagePlan, ...]
+    steps: tuple[PlannedStep, ...]
+    custom_rollbacks: tuple[PlannedStep, ...] = ()  # phases' rollback_steps, if declared
 
 
 def task_id_for(execution_id: str, path: str, attempt: int) -> str:
@@ -56,78 +66,111 @@ def task_id_for(execution_id: str, path: str, attempt: int) -> str:
     return str(uuid.uuid5(_TASK_NAMESPACE, f"{execution_id}/{path}/{attempt}"))
 
 
-def plan(spec: PipelineSpec, inputs: dict[str, str], execution_id: str) -> tuple[PlannedStep, ...]:
-    """Resolve variables and flatten stages -> phases -> steps, in execution order.
-
-    Raises PipelineInvalid naming the field with an unknown variable or a missing input.
-    """
-    values = {f"inputs.{k}": v for k, v in spec.inputs.items()}
-    values.update({f"inputs.{k}": v for k, v in inputs.items()})
-    values["execution.id"] = execution_id
-    values["pipeline.name"] = spec.name
+def plan(spec: PipelineSpec, inputs: dict[str, str], execution_id: str,
+         artifact: dict[str, str] | None = None) -> Plan:
+    """Resolve variables and policies; raises PipelineInvalid naming each bad field."""
+    values = {f"inputs.{k}": v for k, v in {**spec.inputs, **inputs}.items()}
+    values.update({f"artifact.{k}": v for k, v in (artifact or {}).items()})
+    values.update({"execution.id": execution_id, "pipeline.name": spec.name,
+                   "env.name": spec.environment, "application.name": spec.application,
+                   "service.name": spec.service})
     problems: list[tuple[str, str]] = []
-    steps = []
+    step_names = {s.name for st in spec.stages for p in st.workflow.phases for s in p.steps}
+    steps, rollbacks = [], []
     for si, stage in enumerate(spec.stages):
         for pi, phase in enumerate(stage.workflow.phases):
+            inherited = (phase.failure or stage.workflow.failure or stage.failure
+                         or DEFAULT_FAILURE)
+            base = f"stages[{si}].workflow.phases[{pi}]"
             for ti, step in enumerate(phase.steps):
-                path = f"stages[{si}].workflow.phases[{pi}].steps[{ti}]"
-                params = _resolve(step.params, values, path, problems)
-                timeout = step.timeout_seconds
-                if step.type is StepType.VERIFY:
-                    timeout = _verify_timeout(params, timeout, path, problems)
-                steps.append(PlannedStep(
-                    path=path, stage_index=si, stage=stage.name, phase=phase.name,
-                    name=step.name, type=step.type, params=params,
-                    timeout_seconds=timeout, retries=step.retries,
-                    strategy=stage.workflow.failure_strategy,
-                ))
+                steps.append(_planned(step, f"{base}.steps[{ti}]", si, stage.name, pi,
+                                      phase.name, inherited, values, step_names, problems))
+            for ti, step in enumerate(phase.rollback_steps):
+                rollbacks.append(replace(_planned(
+                    step, f"{base}.rollback_steps[{ti}]", si, stage.name, pi, phase.name,
+                    FailurePolicy(Action.ABORT), values, step_names, problems), rollback=True))
     if problems:
         raise PipelineInvalid(problems)
-    return tuple(steps)
+    deps = spec.stage_dependencies()
+    return Plan(tuple(StagePlan(s.name, deps[s.name]) for s in spec.stages), tuple(steps),
+                tuple(rollbacks))
 
 
-def _verify_timeout(params: dict[str, Any], timeout: float, path: str,
-                    problems: list[tuple[str, str]]) -> float:
-    """Check a verify step's resolved durations; its timeout covers the window plus slack."""
-    duration = parse_duration(params.get("duration"))
-    if duration is None:
-        problems.append((f"{path}.duration", "must be a duration (e.g. 5m)"))
-        return timeout
-    interval = parse_duration(params.get("interval", "60s"))
-    if interval is None or interval > duration:
-        problems.append((f"{path}.interval", "must be a duration no longer than duration"))
-    return max(timeout, duration + 120.0)
+def _planned(step: StepSpec, path: str, si: int, stage: str, pi: int, phase: str,
+             inherited: FailurePolicy, values: dict[str, str], step_names: set[str],
+             problems: list[tuple[str, str]]) -> PlannedStep:
+    params = resolve(step.params, values, path, problems, step_names)
+    timeout = step.timeout_seconds
+    for key in ("duration", "interval"):
+        if key in params and parse_duration(params[key]) is None and "${" not in str(
+                params[key]):
+            problems.append((f"{path}.{key}", "must be a duration (e.g. 5m)"))
+    if step.type is StepType.VERIFY:
+        window = parse_duration(params.get("duration")) or 0.0
+        timeout = max(timeout, window + 120.0)
+    failure = with_retries(step.failure or inherited, step.retries)
+    return PlannedStep(path, si, stage, phase, step.name, step.type, params, timeout, failure,
+                       pi)
 
 
-def _resolve(value: Any, values: dict[str, str], path: str,
-             problems: list[tuple[str, str]]) -> Any:
+def resolve(value: Any, values: dict[str, str], path: str, problems: list[tuple[str, str]],
+            deferred: set[str] | None = None) -> Any:
+    """Substitute ${...} in strings, recursively. ``steps.<name>...`` is left for later when
+    <name> is in ``deferred``; any other unknown variable is a problem at ``path``."""
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
-            if m.group(1) not in values:
-                problems.append((path, f"unknown variable ${{{m.group(1)}}}"))
+            key = m.group(1)
+            if key in values:
+                return values[key]
+            parts = key.split(".")
+            if deferred is not None and len(parts) == 4 and parts[0] == "steps" and \
+                    parts[2] == "output" and parts[1] in deferred:
                 return m.group(0)
-            return values[m.group(1)]
-        return _VAR.sub(sub, value)
+            problems.append((path, f"unknown variable ${{{key}}}"))
+            return m.group(0)
+        return VAR.sub(sub, value)
     if isinstance(value, list):
-        return [_resolve(v, values, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return [resolve(v, values, f"{path}[{i}]", problems, deferred)
+                for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _resolve(v, values, f"{path}.{k}", problems) for k, v in value.items()}
+        return {k: resolve(v, values, f"{path}.{k}", problems, deferred)
+                for k, v in value.items()}
     return value
 
 
-def rollback_steps(steps: tuple[PlannedStep, ...], succeeded: list[int],
-                   stage_index: int) -> list[PlannedStep]:
-    """Rollback steps for the succeeded deploy steps of one workflow, newest first."""
-    deploys = [steps[i] for i in succeeded
-               if steps[i].stage_index == stage_index and steps[i].type is StepType.DEPLOY
-               and not steps[i].rollback]
-    out = []
-    for k, d in enumerate(reversed(deploys)):
-        out.append(PlannedStep(
-            path=f"stages[{stage_index}].rollback[{k}]", stage_index=stage_index,
-            stage=d.stage, phase=d.phase, name=f"rollback-{d.name}", type=StepType.ROLLBACK,
-            params={"service": d.params["service"], "nodes": list(d.params["nodes"])},
-            timeout_seconds=d.timeout_seconds, retries=1, strategy=FailureStrategy.ABORT,
-            rollback=True,
-        ))
+_UNDO = {StepType.DEPLOY: StepType.ROLLBACK, StepType.K8S_DEPLOY: StepType.K8S_ROLLBACK}
+
+
+def _undo_params(step: PlannedStep) -> dict[str, Any]:
+    p = step.params
+    if step.type is StepType.K8S_DEPLOY:
+        return {"strategy": p.get("strategy", "rolling"), "namespace": p["namespace"],
+                "deployment": p["deployment"]}
+    return {"service": p["service"], "nodes": list(p["nodes"])}
+
+
+def rollback_steps(steps: tuple[PlannedStep, ...], custom: tuple[PlannedStep, ...],
+                   succeeded: list[int], stage_index: int) -> list[PlannedStep]:
+    """Steps that undo a workflow's completed phases, newest phase first.
+
+    A phase with declared ``rollback_steps`` runs those; otherwise each of its succeeded
+    deploy steps is rolled back (newest first).
+    """
+    done = [steps[i] for i in succeeded if steps[i].stage_index == stage_index
+            and not steps[i].rollback]
+    phases = sorted({s.phase_index for s in done}, reverse=True)
+    out: list[PlannedStep] = []
+    for pi in phases:
+        declared = [c for c in custom if c.stage_index == stage_index and c.phase_index == pi]
+        if declared:
+            out.extend(declared)
+            continue
+        for d in reversed([s for s in done if s.phase_index == pi and s.type.deploys]):
+            out.append(PlannedStep(
+                path=f"{d.path}.rollback", stage_index=stage_index, stage=d.stage,
+                phase=d.phase, name=f"rollback-{d.name}", type=_UNDO[d.type],
+                params=_undo_params(d),
+                timeout_seconds=d.timeout_seconds,
+                failure=FailurePolicy(Action.RETRY, 1, 0.0, 1.0, Action.ABORT),
+                phase_index=pi, rollback=True))
     return out

@@ -1,0 +1,170 @@
+"""Step types: their fields, validation, and what each needs from the engine."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vigil_orchestrator.domain.pipeline import Reader
+
+
+class StepType(Enum):
+    DEPLOY = "deploy"  # local-process deployment on a delegate
+    ROLLBACK = "rollback"  # restore nodes' previous version on a delegate
+    SHELL = "shell"  # a script on a delegate
+    HTTP_CHECK = "http_check"  # an HTTP probe from a delegate
+    VERIFY = "verify"  # continuous verification: delegate collects, analyzers judge
+    APPROVAL = "approval"  # a person (or an API call) approves or rejects
+    WAIT = "wait"  # a durable timer
+    BARRIER = "barrier"  # parallel stages wait for each other here
+    K8S_DEPLOY = "k8s_deploy"  # Kubernetes rolling, canary or blue/green deployment
+    K8S_ROLLBACK = "k8s_rollback"  # undo a Kubernetes deployment
+    K8S_WAIT_ROLLOUT = "k8s_wait_rollout"  # wait until a Deployment has rolled out
+
+    @property
+    def runs_on_delegate(self) -> bool:
+        return self not in (StepType.APPROVAL, StepType.WAIT, StepType.BARRIER)
+
+    @property
+    def deploys(self) -> bool:
+        """Deploy steps are what a rollback undoes."""
+        return self in (StepType.DEPLOY, StepType.K8S_DEPLOY)
+
+    @property
+    def capability(self) -> str:
+        """The delegate capability a task of this step needs."""
+        if self.value.startswith("k8s_"):
+            return "kubernetes"
+        return {StepType.SHELL: "shell", StepType.HTTP_CHECK: "http"}.get(self, "local-process")
+
+    @property
+    def default_timeout(self) -> float:
+        return {StepType.DEPLOY: 600.0, StepType.ROLLBACK: 600.0, StepType.SHELL: 600.0,
+                StepType.HTTP_CHECK: 120.0, StepType.VERIFY: 1800.0,
+                StepType.APPROVAL: 86400.0, StepType.WAIT: 86400.0 * 7,
+                StepType.BARRIER: 86400.0, StepType.K8S_DEPLOY: 900.0,
+                StepType.K8S_ROLLBACK: 600.0, StepType.K8S_WAIT_ROLLOUT: 600.0}[self]
+
+
+STEP_FIELDS: dict[StepType, set[str]] = {
+    StepType.DEPLOY: {"service", "version", "nodes", "command", "ready_path"},
+    StepType.ROLLBACK: {"service", "nodes"},
+    StepType.SHELL: {"script", "working_dir", "env"},
+    StepType.HTTP_CHECK: {"url", "method", "expect_status", "body_contains", "attempts",
+                          "interval"},
+    StepType.VERIFY: {"service", "mode", "control_nodes", "test_nodes", "duration", "interval",
+                      "sensitivity", "analyses", "thresholds"},
+    StepType.APPROVAL: {"message", "approvers"},
+    StepType.WAIT: {"duration"},
+    StepType.BARRIER: {"barrier"},
+    StepType.K8S_DEPLOY: {"strategy", "namespace", "deployment", "image", "replicas",
+                          "canary_phases", "promote", "labels", "ports", "env", "args",
+                          "readiness_path", "phase_pause"},
+    StepType.K8S_ROLLBACK: {"strategy", "namespace", "deployment"},
+    StepType.K8S_WAIT_ROLLOUT: {"namespace", "deployment"},
+}
+K8S_STRATEGIES = ("rolling", "canary", "blue_green")
+SENSITIVITIES = ("low", "medium", "high")
+ANALYSES = ("metrics", "logs")
+
+
+def _string(r: Reader, p: dict[str, Any], key: str, path: str) -> None:
+    if not isinstance(p.get(key), str) or not p[key]:
+        r.fail(f"{path}.{key}", "must be a non-empty string")
+
+
+def _strings(r: Reader, p: dict[str, Any], key: str, path: str, required: bool = True) -> None:
+    if key not in p and not required:
+        return
+    value = p.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v
+                                                           for v in value):
+        r.fail(f"{path}.{key}", "must be a non-empty list of strings")
+
+
+def check_step(r: Reader, stype: StepType, p: dict[str, Any], path: str) -> None:
+    """Report every bad field of one step's type-specific part."""
+    if stype is StepType.DEPLOY:
+        for key in ("service", "version"):
+            _string(r, p, key, path)
+        _strings(r, p, "nodes", path)
+        _strings(r, p, "command", path)
+    elif stype is StepType.ROLLBACK:
+        _string(r, p, "service", path)
+        _strings(r, p, "nodes", path)
+    elif stype is StepType.SHELL:
+        _string(r, p, "script", path)
+        if "env" in p and not isinstance(p["env"], dict):
+            r.fail(f"{path}.env", "must be a mapping of names to values")
+    elif stype is StepType.HTTP_CHECK:
+        _string(r, p, "url", path)
+        if p.get("method", "GET") not in ("GET", "HEAD", "POST"):
+            r.fail(f"{path}.method", "must be GET, HEAD or POST")
+        status = p.get("expect_status", 200)
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            r.fail(f"{path}.expect_status", "must be an HTTP status code")
+        attempts = p.get("attempts", 1)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100:
+            r.fail(f"{path}.attempts", "must be an integer from 1 to 100")
+        r.duration(p, "interval", path)
+    elif stype is StepType.VERIFY:
+        _check_verify(r, p, path)
+    elif stype is StepType.APPROVAL:
+        _strings(r, p, "approvers", path, required=False)
+    elif stype is StepType.WAIT:
+        r.duration(p, "duration", path, required=True)
+    elif stype is StepType.BARRIER:
+        r.name(p, path, "barrier")
+    elif stype in (StepType.K8S_DEPLOY, StepType.K8S_ROLLBACK, StepType.K8S_WAIT_ROLLOUT):
+        _check_k8s(r, stype, p, path)
+
+
+def _check_k8s(r: Reader, stype: StepType, p: dict[str, Any], path: str) -> None:
+    _string(r, p, "namespace", path)
+    _string(r, p, "deployment", path)
+    if stype is StepType.K8S_WAIT_ROLLOUT:
+        return
+    if p.get("strategy", "rolling") not in K8S_STRATEGIES:
+        r.fail(f"{path}.strategy", f"must be one of {', '.join(K8S_STRATEGIES)}")
+    if stype is StepType.K8S_ROLLBACK:
+        return
+    _string(r, p, "image", path)
+    replicas = p.get("replicas", 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= 1000:
+        r.fail(f"{path}.replicas", "must be an integer from 0 to 1000")
+    phases = p.get("canary_phases", [])
+    if not isinstance(phases, list) or any(isinstance(x, bool) or not isinstance(x, int)
+                                           or x < 1 for x in phases):
+        r.fail(f"{path}.canary_phases", "must be a list of positive replica counts")
+    for key in ("labels", "env"):
+        if key in p and not isinstance(p[key], dict):
+            r.fail(f"{path}.{key}", "must be a mapping of names to values")
+    for i, port in enumerate(p.get("ports", []) or []):
+        if not isinstance(port, dict) or not isinstance(port.get("container_port"), int):
+            r.fail(f"{path}.ports[{i}]", "must be a mapping with an integer container_port")
+    r.duration(p, "phase_pause", path)
+
+
+def _check_verify(r: Reader, p: dict[str, Any], path: str) -> None:
+    _string(r, p, "service", path)
+    if p.get("mode", "canary") != "canary":
+        r.fail(f"{path}.mode", "must be canary (rolling, blue-green and load-test come later)")
+    _strings(r, p, "control_nodes", path)
+    _strings(r, p, "test_nodes", path)
+    r.duration(p, "duration", path, required=True)
+    r.duration(p, "interval", path)
+    if p.get("sensitivity", "medium") not in SENSITIVITIES:
+        r.fail(f"{path}.sensitivity", f"must be one of {', '.join(SENSITIVITIES)}")
+    analyses = p.get("analyses", list(ANALYSES))
+    if not isinstance(analyses, list) or not analyses or any(a not in ANALYSES for a in analyses):
+        r.fail(f"{path}.analyses", f"must be a non-empty list of {', '.join(ANALYSES)}")
+    for i, t in enumerate(p.get("thresholds", []) or []):
+        tpath = f"{path}.thresholds[{i}]"
+        if not isinstance(t, dict) or not isinstance(t.get("metric"), str):
+            r.fail(tpath, "must be a mapping with a metric name")
+            continue
+        for key in ("fail_fast_above", "ignore_below"):
+            if key in t and (isinstance(t[key], bool) or not isinstance(t[key], int | float)):
+                r.fail(f"{tpath}.{key}", "must be a number")
+        r.unknown(t, {"metric", "fail_fast_above", "ignore_below"}, tpath, "a threshold")
