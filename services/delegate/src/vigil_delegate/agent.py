@@ -188,7 +188,10 @@ class Agent:
         try:
             async with self._slots:
                 reports = await self._execute(a)
-            self.pending.put(a.task_id, a.attempt, reports)
+            try:
+                self.pending.put(a.task_id, a.attempt, reports)
+            except OSError:  # still send it; only a restart before the ack would lose it
+                log.exception("could not keep the result on disk", task_id=a.task_id)
         finally:
             self._running.pop(key, None)
             self._finished[key] = None

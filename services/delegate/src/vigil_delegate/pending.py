@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from urllib.parse import quote
 
 from vigil.delegate.v1 import delegate_pb2
 
@@ -23,7 +24,8 @@ class PendingReports:
         self._dir.mkdir(parents=True, exist_ok=True)
 
     def _path(self, task_id: str, attempt: int) -> Path:
-        return self._dir / f"{task_id}.{attempt}.reports"
+        # Task ids may hold "/" (e.g. "<execution>/<step>"): one flat, reversible file name.
+        return self._dir / f"{quote(task_id, safe='')}.{attempt}.reports"
 
     def put(self, task_id: str, attempt: int,
             reports: list[delegate_pb2.DelegateMessage]) -> None:
