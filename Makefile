@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 GEN := libs/common/src
 PROTOS := $(shell find proto -name '*.proto')
+BUF := tools/node_modules/.bin/buf
+# The last released protos, which `buf breaking` compares against (git tag, see proto/buf.yaml).
+PROTO_RELEASE ?= proto-v1
 
 .DEFAULT_GOAL := help
 
@@ -53,8 +56,18 @@ test-e2e: setup ## end-to-end test through real processes
 bench: setup ## benchmarks, each side by side with its reference (bench/bench_*.py)
 	$(PY) bench/run.py
 
-lint: setup ## ruff
+# `npm install` (not `npm ci`): it installs the locked versions too, and unlike `npm ci` it
+# accepts a lock that lists only the platform packages the registry served (buf-linux-*).
+$(BUF): tools/package.json tools/package-lock.json
+	npm install --prefix tools --no-audit --no-fund --loglevel=error
+	touch $@
+
+tools: $(BUF) ## install the developer tools pinned in tools/package.json (buf) under tools/node_modules
+
+lint: setup tools ## ruff, buf lint and buf breaking (against the git tag proto-v1, PROTO_RELEASE=...)
 	$(VENV)/bin/ruff check .
+	$(BUF) lint proto
+	$(BUF) breaking proto --against '.git#tag=$(PROTO_RELEASE),subdir=proto'
 
 lock: ## re-pin requirements.lock from requirements.in
 	rm -rf /tmp/vigil-lock && $(PYTHON) -m venv /tmp/vigil-lock
@@ -64,4 +77,4 @@ lock: ## re-pin requirements.lock from requirements.in
 clean: ## remove the venv, generated code and local state
 	rm -rf $(VENV) $(GEN)/vigil var
 
-.PHONY: help venv proto setup run demo test test-unit test-integration test-e2e lint bench lock clean
+.PHONY: help venv proto setup tools run demo test test-unit test-integration test-e2e lint bench lock clean
