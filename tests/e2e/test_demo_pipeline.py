@@ -3,28 +3,20 @@ PostgreSQL, five services and a delegate as separate processes), driven through 
 gRPC API and observed on the public Kafka topics."""
 
 import io
-import os
 import uuid
-from pathlib import Path
 
 import grpc
 import pytest
-import pytest_asyncio
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from vigil.api.v1 import api_pb2, api_pb2_grpc
 from vigil.events.v1 import execution_pb2
 from vigil_delegate.targets import LocalProcessTarget
-from vigil_local.database import drop_database
 from vigil_local.demo import run_demo
-from vigil_local.stack import DEMO_ACCOUNT, Stack, StackConfig
+from vigil_local.stack import DEMO_ACCOUNT
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def auth(stack: Stack) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {stack.api_key}"),)
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def bad_request(err: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
@@ -38,32 +30,8 @@ def bad_request(err: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.split(")")[-1].split()[0] != "Z"
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def stack(tmp_path_factory):
-    environ = dict(os.environ)
-    if "DATABASE_URL" not in environ:
-        name = f"vigil_e2e_{uuid.uuid4().hex[:8]}"
-        config = StackConfig(state_dir=tmp_path_factory.mktemp("stack"), database_name=name,
-                             environ=environ)
-    else:
-        config = StackConfig(state_dir=tmp_path_factory.mktemp("stack"), environ=environ)
-    out = io.StringIO()
-    s = Stack(config, out=out)
-    async with s:
-        yield s
-        nodes = LocalProcessTarget(s.delegate_workdir / "local-process").nodes("demo")
-    pids = [p.pid for p in s.supervisor.processes] + [n.pid for n in nodes]
-    assert not [p for p in pids if _alive(p)], "a stack process outlived the stack"
-    if "DATABASE_URL" not in environ:
-        await drop_database(s.database.url)
+def auth(stack) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {stack.api_key}"),)
 
 
 async def test_canary_with_a_regression_is_rolled_back_and_the_execution_fails(stack):

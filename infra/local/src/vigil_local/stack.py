@@ -155,12 +155,26 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
         }
 
+    async def start_orchestrator(self, name: str) -> str:
+        """Start one more orchestrator process of this version; returns its API address.
+
+        Instances of one version share the consumer group and the database, so any of them
+        carries on an execution another one started (issue 7: kill one mid-execution).
+        """
+        assert self.supervisor is not None
+        port = free_port()
+        env = {**self._service_env(), "INSTANCE_ID": name, "METRICS_PORT": str(free_port()),
+               "API_PORT": str(port)}
+        await self.supervisor.start(name, [sys.executable, "-m", "vigil_orchestrator"], env)
+        await self._wait_serving(f"127.0.0.1:{port}", name)
+        return f"127.0.0.1:{port}"
+
     async def start_delegate(self, name: str, token: str | None = None) -> None:
         assert self.supervisor is not None
         env = {**self._service_env(), "DELEGATE_GATEWAY": self.gateway_address,
                "DELEGATE_ACCOUNT": DEMO_ACCOUNT, "DELEGATE_TOKEN": token or self.delegate_token,
                "DELEGATE_NAME": name, "DELEGATE_WORKDIR": str(self.delegate_workdir),
-               "DELEGATE_CAPABILITIES": "local-process,shell,http"}
+               "DELEGATE_CAPABILITIES": "local-process,shell,http,noop"}
         await self.supervisor.start(name, [sys.executable, "-m", "vigil_delegate"], env)
 
     async def _wait_serving(self, address: str, name: str, timeout: float = 60.0) -> None:
@@ -168,7 +182,7 @@ class Stack:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
-                self._check_alive()
+                self._check_alive(name)
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -195,9 +209,12 @@ class Stack:
         finally:
             await conn.close()
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, only: str | None = None) -> None:
+        """Raise if a started process (or just ``only``) exited on its own."""
         assert self.supervisor is not None
         for proc in self.supervisor.processes:
+            if only is not None and proc.name != only:
+                continue
             if proc.returncode is not None and not proc.stopped_by_supervisor:
                 raise RuntimeError(f"{proc.name} exited with code {proc.returncode}; "
                                    f"see {proc.log_path}")

@@ -3,7 +3,8 @@ then a relay publishes them to Kafka and deletes them.
 
 ``add`` inserts into ``outbox`` and NOTIFYs ``vigil_outbox`` (delivered at commit), which wakes
 the relay at once; the relay also polls, so a missed notification only delays, never loses.
-Rows of one producer are published in id order, so events of one key keep their order.
+Rows of one producer are published in id order by one relay at a time (an advisory lock), so
+events of one key keep their order however many instances run.
 Delivery is at least once: a crash after publishing but before the delete re-publishes the
 same ``ce_id``, which consumers drop.
 """
@@ -68,6 +69,11 @@ async def publish_pending(pool: asyncpg.Pool, prod: AIOKafkaProducer, producer: 
                           batch: int = 500) -> int:
     """Publish one batch of pending rows; returns how many were published."""
     async with pool.acquire() as conn, conn.transaction():
+        # One publisher per producer at a time, so rows of a key stay in order even with
+        # several instances of a service running (the others find the lock taken and wait).
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
+                                   f"outbox:{producer}"):
+            return 0
         rows = await conn.fetch(
             "SELECT id, topic, key, header_names, header_values, value FROM outbox "
             "WHERE producer = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", producer, batch)

@@ -103,6 +103,8 @@ def task_spec(ex: Execution, cmd: DispatchTask) -> spec_pb2.TaskSpec:
         return spec_pb2.TaskSpec(kubernetes_rollback=kubernetes_pb2.KubernetesRollback(
             strategy=K8S_STRATEGY[p.get("strategy", "rolling")], namespace=p["namespace"],
             name=p["deployment"], rollout_timeout_seconds=cmd.timeout_seconds))
+    if kind is StepType.NOOP:
+        return spec_pb2.TaskSpec(noop=spec_pb2.NoOp(echo=str(p.get("echo", ""))))
     if kind is StepType.K8S_WAIT_ROLLOUT:
         return spec_pb2.TaskSpec(kubernetes_wait_rollout=kubernetes_pb2.KubernetesWaitRollout(
             namespace=p["namespace"], deployment=p["deployment"],

@@ -21,6 +21,7 @@ class StepType(Enum):
     K8S_DEPLOY = "k8s_deploy"  # Kubernetes rolling, canary or blue/green deployment
     K8S_ROLLBACK = "k8s_rollback"  # undo a Kubernetes deployment
     K8S_WAIT_ROLLOUT = "k8s_wait_rollout"  # wait until a Deployment has rolled out
+    NOOP = "noop"  # a delegate round trip that does nothing (smoke tests, benchmarks)
 
     @property
     def runs_on_delegate(self) -> bool:
@@ -36,7 +37,8 @@ class StepType(Enum):
         """The delegate capability a task of this step needs."""
         if self.value.startswith("k8s_"):
             return "kubernetes"
-        return {StepType.SHELL: "shell", StepType.HTTP_CHECK: "http"}.get(self, "local-process")
+        return {StepType.SHELL: "shell", StepType.HTTP_CHECK: "http",
+                StepType.NOOP: "noop"}.get(self, "local-process")
 
     @property
     def default_timeout(self) -> float:
@@ -44,7 +46,8 @@ class StepType(Enum):
                 StepType.HTTP_CHECK: 120.0, StepType.VERIFY: 1800.0,
                 StepType.APPROVAL: 86400.0, StepType.WAIT: 86400.0 * 7,
                 StepType.BARRIER: 86400.0, StepType.K8S_DEPLOY: 900.0,
-                StepType.K8S_ROLLBACK: 600.0, StepType.K8S_WAIT_ROLLOUT: 600.0}[self]
+                StepType.K8S_ROLLBACK: 600.0, StepType.K8S_WAIT_ROLLOUT: 600.0,
+                StepType.NOOP: 60.0}[self]
 
 
 STEP_FIELDS: dict[StepType, set[str]] = {
@@ -63,6 +66,7 @@ STEP_FIELDS: dict[StepType, set[str]] = {
                           "readiness_path", "phase_pause"},
     StepType.K8S_ROLLBACK: {"strategy", "namespace", "deployment"},
     StepType.K8S_WAIT_ROLLOUT: {"namespace", "deployment"},
+    StepType.NOOP: {"echo"},
 }
 K8S_STRATEGIES = ("rolling", "canary", "blue_green")
 SENSITIVITIES = ("low", "medium", "high")
