@@ -3,9 +3,10 @@
 Only this module builds or parses envelopes. Headers (binary content mode):
 ``ce_id``, ``ce_type`` (full protobuf message name, which picks the decoder and carries the
 schema version, e.g. ``vigil.events.v1.StepSucceeded``), ``ce_source``, ``ce_time`` (RFC 3339),
-``ce_specversion`` ("1.0"), ``content-type`` ("application/protobuf"). The record value is the
-serialized message; the record key is chosen by the caller (the execution id for execution
-traffic, so one execution stays in order).
+``ce_specversion`` ("1.0"), ``content-type`` ("application/protobuf"), and optionally the W3C
+``traceparent`` (see ``vigil_common.tracing``; issue 7). The record value is the serialized
+message; the record key is chosen by the caller (the execution id for execution traffic, so one
+execution stays in order).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from google.protobuf import symbol_database
 # Importing the generated modules registers every Vigil message with the default pool.
 from vigil.delegate.v1 import delegate_pb2  # noqa: F401
 from vigil.events.v1 import artifact_pb2, execution_pb2, tasks_pb2, verification_pb2  # noqa: F401
+from vigil_common import tracing
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/protobuf"
@@ -40,6 +42,8 @@ class Envelope:
     source: str
     time: datetime
     message: pb_message.Message
+    # The W3C traceparent the producer sent, normalized; None when absent or malformed.
+    traceparent: str | None = None
 
 
 def encode(
@@ -48,11 +52,16 @@ def encode(
     source: str,
     event_id: str | None = None,
     time: datetime | None = None,
+    traceparent: str | tracing.TraceContext | None = None,
 ) -> tuple[Headers, bytes]:
     """Wrap ``message`` for Kafka: returns (headers, value).
 
     ``event_id`` should be deterministic when the same logical event may be produced twice
     (e.g. re-decided after a crash), so consumers can drop the duplicate by ``ce_id``.
+    ``traceparent`` (a W3C value or a TraceContext) becomes the ``traceparent`` header.
+
+    Raises:
+        ValueError: ``traceparent`` is given but malformed.
     """
     when = (time or datetime.now(UTC)).astimezone(UTC)
     headers: Headers = [
@@ -63,11 +72,21 @@ def encode(
         ("ce_specversion", SPEC_VERSION.encode()),
         ("content-type", CONTENT_TYPE.encode()),
     ]
+    if traceparent is not None:
+        trace = (traceparent if isinstance(traceparent, tracing.TraceContext)
+                 else tracing.parse(traceparent))
+        if trace is None:
+            raise ValueError(f"traceparent: not a W3C traceparent: {traceparent!r}")
+        headers.append((tracing.HEADER, tracing.format(trace).encode()))
     return headers, message.SerializeToString()
 
 
 def decode(headers: Headers | None, value: bytes | None) -> Envelope:
-    """Parse a record into an Envelope, or raise UndecodableEvent naming the problem."""
+    """Parse a record into an Envelope, or raise UndecodableEvent naming the problem.
+
+    The ``traceparent`` header is optional: absent or malformed, the envelope's traceparent is
+    None and the event is decoded all the same (tracing never costs an event).
+    """
     found = {k: v for k, v in (headers or [])}
     missing = [h for h in ("ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion")
                if h not in found]
@@ -95,7 +114,9 @@ def decode(headers: Headers | None, value: bytes | None) -> Envelope:
         message.ParseFromString(value)
     except pb_message.DecodeError as exc:
         raise UndecodableEvent(f"payload is not a valid {attrs['ce_type']}: {exc}") from exc
-    return Envelope(attrs["ce_id"], attrs["ce_type"], attrs["ce_source"], time, message)
+    trace = tracing.parse(found.get(tracing.HEADER))
+    return Envelope(attrs["ce_id"], attrs["ce_type"], attrs["ce_source"], time, message,
+                    tracing.format(trace) if trace else None)
 
 
 def type_name(message_class: type[pb_message.Message]) -> str:

@@ -5,6 +5,10 @@ reason, then on) -> the handler (which skips an already-handled ``ce_id`` inside
 database transaction) -> commit the offset after the handler returned, so a crash between the
 two redelivers rather than loses (aiokafka docs/consumer.rst, "at least once").
 
+The handler runs with the record's W3C trace (``traceparent`` header) as the current one, or a
+new trace when the record has none, so the events it queues and the lines it logs join that
+trace (issue 7).
+
 Settings follow RUNTIME.md for the embedded broker: no idempotent producer, earliest offsets
 with committed positions, a small fetch_max_wait_ms.
 """
@@ -20,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter
 
-from vigil_common import envelope, logs, topics
+from vigil_common import envelope, logs, topics, tracing
 from vigil_common.config import KafkaSettings
 
 log = logs.get(__name__)
@@ -136,6 +140,12 @@ async def _handle(record: ConsumerRecord, handler: Handler, prod: AIOKafkaProduc
     except envelope.UndecodableEvent as exc:
         await dead_letter(prod, record, f"undecodable: {exc}")
         return
+    with tracing.use(tracing.parse(event.traceparent) or tracing.new_trace()):
+        await _handle_decoded(record, event, handler, prod)
+
+
+async def _handle_decoded(record: ConsumerRecord, event: envelope.Envelope, handler: Handler,
+                          prod: AIOKafkaProducer) -> None:
     delay = 0.1
     while True:
         try:

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from google.protobuf import message as pb_message
 from prometheus_client import Counter
 
-from vigil_common import envelope, logs
+from vigil_common import envelope, logs, tracing
 
 log = logs.get(__name__)
 CHANNEL = "vigil_outbox"
@@ -30,8 +30,15 @@ PUBLISHED = Counter("vigil_outbox_published_total", "Outbox rows published", ["p
 async def add(conn: asyncpg.Connection, producer: str, topic: str, key: str,
               message: pb_message.Message, *, event_id: str | None = None,
               time: datetime | None = None) -> None:
-    """Queue ``message`` for ``topic`` inside the caller's transaction."""
-    headers, value = envelope.encode(message, source=producer, event_id=event_id, time=time)
+    """Queue ``message`` for ``topic`` inside the caller's transaction.
+
+    The event carries a ``traceparent``: a new span of the current trace (the consumed event's
+    or the API call's, see ``vigil_common.tracing``), or of a new trace when there is none.
+    """
+    current = tracing.current()
+    trace = current.child() if current is not None else tracing.new_trace()
+    headers, value = envelope.encode(message, source=producer, event_id=event_id, time=time,
+                                     traceparent=trace)
     await conn.execute(
         "INSERT INTO outbox (producer, topic, key, header_names, header_values, value) "
         "VALUES ($1, $2, $3, $4, $5, $6)",

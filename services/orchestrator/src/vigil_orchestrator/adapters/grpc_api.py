@@ -21,7 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from vigil.api.v1 import api_pb2, api_pb2_grpc
-from vigil_common import grpc_server, logs
+from vigil_common import grpc_server, logs, tracing
 from vigil_orchestrator import translate
 from vigil_orchestrator.adapters.postgres import WATCH_CHANNEL, ExecutionFilter, PostgresStore
 from vigil_orchestrator.domain import (
@@ -136,10 +136,14 @@ class ExecutionService(api_pb2_grpc.ExecutionServiceServicer):
         account, _ = await self._caller(context, request.account_id)
         if not request.pipeline:
             await invalid(context, [("pipeline", "is required")])
+        # The execution's events join the caller's W3C trace when it sent one (issue 7).
+        caller_trace = tracing.parse(
+            dict(context.invocation_metadata() or ()).get(tracing.HEADER))
         try:
-            execution_id = await self._handlers.start_execution(
-                account, request.pipeline, dict(request.inputs), request.idempotency_key,
-                dict(request.artifact))
+            with tracing.use(caller_trace or tracing.new_trace()):
+                execution_id = await self._handlers.start_execution(
+                    account, request.pipeline, dict(request.inputs), request.idempotency_key,
+                    dict(request.artifact))
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except PipelineInvalid as exc:
