@@ -180,7 +180,8 @@ async def _run(stack: Stack, executions: int, concurrency: int) -> int:
     print(f"pipeline: 3 stages, 10 no-op delegate steps; {executions} executions, "
           f"{concurrency} at a time; embedded broker, PostgreSQL, 5 services + 1 delegate")
     print(f"  executions/s end to end        {rate:8.2f}   ({rate * 10:.0f} steps/s)")
-    print(f"  execution duration p50 / p99   {pct(durations, .5):8.2f} s / {pct(durations, .99):.2f} s")
+    print(f"  execution duration p50 / p99   {pct(durations, .5):8.2f} s / "
+          f"{pct(durations, .99):.2f} s")
     print(f"  result -> next dispatch  p50   {pct(hops, .5):8.1f} ms   p99 {pct(hops, .99):.1f} ms"
           f"   (n={len(hops)})")
     print(f"  raw broker hop           p50   {pct(raw, .5):8.1f} ms   p99 {pct(raw, .99):.1f} ms"
