@@ -84,13 +84,21 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
                 part.cancel()
             await asyncio.gather(*parts, return_exceptions=True)
             self._connections.remove(link)
-            await asyncio.shield(self._store.close_session(tasks_pb2.DelegateDisconnected(
+            await asyncio.shield(self._close_session(tasks_pb2.DelegateDisconnected(
                 delegate_id=delegate_id, account_id=reg.account_id, gateway_id=self._gateway_id,
                 disconnected_at=_now(), session=session)))
             log.info("delegate disconnected", delegate_id=delegate_id, session=session,
                      reason=link.close_reason or None)
         if link.closed.is_set():
             await context.abort(link.close_code, link.close_reason)
+
+    async def _close_session(self, ev: tasks_pb2.DelegateDisconnected) -> None:
+        try:
+            await self._store.close_session(ev)
+        except Exception:  # e.g. the pool closed at shutdown: dispatch's re-queue timer and
+            # the delegate's next session (a higher number) still settle its state
+            log.warning("disconnect not recorded", delegate_id=ev.delegate_id,
+                        session=ev.session, exc_info=True)
 
     async def _registration(self, context: grpc.aio.ServicerContext
                             ) -> tuple[delegate_pb2.Register, str]:
