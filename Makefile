@@ -69,6 +69,9 @@ lint: setup tools ## ruff, buf lint and buf breaking (against the git tag proto-
 	$(BUF) lint proto
 	$(BUF) breaking proto --against '.git#tag=$(PROTO_RELEASE),subdir=proto'
 
+asyncapi: setup ## regenerate docs/asyncapi.yaml (public topics) from the protobuf descriptors
+	$(PY) tools/asyncapi.py
+
 lock: ## re-pin requirements.lock from requirements.in
 	rm -rf /tmp/vigil-lock && $(PYTHON) -m venv /tmp/vigil-lock
 	/tmp/vigil-lock/bin/pip install -q -r requirements.in
@@ -77,4 +80,4 @@ lock: ## re-pin requirements.lock from requirements.in
 clean: ## remove the venv, generated code and local state
 	rm -rf $(VENV) $(GEN)/vigil var
 
-.PHONY: help venv proto setup tools run demo test test-unit test-integration test-e2e lint bench lock clean
+.PHONY: help venv proto setup tools asyncapi run demo test test-unit test-integration test-e2e lint bench lock clean
