@@ -400,3 +400,35 @@ def test_every_execution_ends_with_every_step_done(outcomes, strategies):
     assert (ex.status is ExecutionStatus.SUCCEEDED) == all(
         s.status is not StageStatus.FAILED and s.status is not StageStatus.SKIPPED
         for s in ex.stage_states)
+
+
+def test_infrastructure_definition_feeds_variables():
+    doc = pipeline(stage("s", shell("show", env={"NS": "${infra.namespace}"})),
+                   infrastructure={"kind": "kubernetes", "cluster": "eu-1", "namespace": "shop"})
+    (cmd,) = begin(doc).commands
+    assert cmd.params["env"] == {"NS": "shop"}
+
+
+@pytest.mark.parametrize(("doc", "path", "message"), [
+    (pipeline(stage("s", {"name": "x", "type": "teleport"})),
+     "stages[0].workflow.phases[0].steps[0].type", "must be one of"),
+    (pipeline(stage("a", shell("x"), depends_on=["nope"])), "stages[0].depends_on",
+     "unknown stage 'nope'"),
+    (pipeline(stage("a", shell("x"), depends_on=["b"]), stage("b", shell("y"),
+                                                              depends_on=["a"])),
+     "stages[0].depends_on", "cycle"),
+    (pipeline(stage("a", shell("x"), failure={"action": "explode"})),
+     "stages[0].workflow.failure_strategy.action", "must be one of"),
+    (pipeline(stage("a", {"name": "w", "type": "wait"})),
+     "stages[0].workflow.phases[0].steps[0].duration", "is required"),
+    (pipeline(stage("a", shell("x", timeout="soon"))),
+     "stages[0].workflow.phases[0].steps[0].timeout", "must be a duration"),
+    (pipeline(stage("a", shell("x")), infrastructure={"kind": "mainframe"}),
+     "infrastructure.kind", "must be kubernetes or hosts"),
+])
+def test_a_bad_definition_names_the_path_of_the_bad_field(doc, path, message):
+    from vigil_orchestrator.domain import PipelineInvalid
+
+    with pytest.raises(PipelineInvalid) as err:
+        parse_pipeline(doc)
+    assert any(p == path and message in m for p, m in err.value.problems), err.value.problems

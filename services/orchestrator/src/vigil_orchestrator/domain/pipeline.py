@@ -70,6 +70,7 @@ class PipelineSpec:
     service: str = ""
     environment: str = ""
     triggers: tuple[ArtifactTrigger, ...] = ()
+    infrastructure: dict[str, str] = field(default_factory=dict)  # ${infra.<key>}
 
     def stage_dependencies(self) -> dict[str, tuple[str, ...]]:
         """Each stage's prerequisites, with the default (the previous stage) filled in."""
@@ -202,7 +203,7 @@ class Reader:
 
 
 _ROOT_FIELDS = {"name", "description", "stages", "inputs", "application", "service",
-                "environment", "triggers"}
+                "environment", "triggers", "infrastructure"}
 
 
 def parse_pipeline(doc: Any) -> PipelineSpec:
@@ -229,11 +230,40 @@ def parse_pipeline(doc: Any) -> PipelineSpec:
     _check_dependencies(r, stages)
     _check_barriers(r, stages)
     triggers = _triggers(r, root.get("triggers", []), {str(k) for k in inputs})
+    infra = _infrastructure(r, root.get("infrastructure"))
     if r.problems:
         raise PipelineInvalid(r.problems)
     return PipelineSpec(name, tuple(stages), {k: str(v) for k, v in inputs.items()},
                         labels["application"], labels["service"], labels["environment"],
-                        tuple(triggers))
+                        tuple(triggers), infra)
+
+
+def _infrastructure(r: Reader, raw: Any) -> dict[str, str]:
+    """Where the pipeline deploys: a Kubernetes cluster and namespace, or a set of hosts.
+
+    Exposed to steps as ${infra.kind}, ${infra.cluster}, ${infra.namespace}, ${infra.hosts}.
+    """
+    if raw is None:
+        return {}
+    node = r.mapping(raw, "infrastructure")
+    kind = node.get("kind")
+    if kind == "kubernetes":
+        r.unknown(node, {"kind", "cluster", "namespace"}, "infrastructure", "kubernetes")
+        for key in ("cluster", "namespace"):
+            if not isinstance(node.get(key), str) or not node[key]:
+                r.fail(f"infrastructure.{key}", "must be a non-empty string")
+        return {"kind": kind, "cluster": str(node.get("cluster", "")),
+                "namespace": str(node.get("namespace", ""))}
+    if kind == "hosts":
+        r.unknown(node, {"kind", "hosts"}, "infrastructure", "hosts")
+        hosts = node.get("hosts")
+        if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) for h in hosts):
+            r.fail("infrastructure.hosts", "must be a non-empty list of host names")
+            hosts = []
+        return {"kind": kind, "hosts": ",".join(hosts)}
+    if node:
+        r.fail("infrastructure.kind", "must be kubernetes or hosts")
+    return {}
 
 
 def _stage(r: Reader, raw: Any, spath: str) -> StageSpec | None:

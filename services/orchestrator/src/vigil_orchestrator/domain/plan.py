@@ -74,6 +74,7 @@ def plan(spec: PipelineSpec, inputs: dict[str, str], execution_id: str,
     values.update({"execution.id": execution_id, "pipeline.name": spec.name,
                    "env.name": spec.environment, "application.name": spec.application,
                    "service.name": spec.service})
+    values.update({f"infra.{k}": v for k, v in spec.infrastructure.items()})
     problems: list[tuple[str, str]] = []
     step_names = {s.name for st in spec.stages for p in st.workflow.phases for s in p.steps}
     steps, rollbacks = [], []
