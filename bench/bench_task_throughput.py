@@ -139,7 +139,8 @@ async def _bare(address: str) -> tuple[list[float], float]:
 async def main() -> int:
     quiet = {"LOG_LEVEL": "WARNING"}
     with tempfile.TemporaryDirectory(prefix="vigil-bench-tasks-") as tmp:
-        async with DelegatePlane(Path(tmp)) as plane:
+        state = Path(os.environ.get("BENCH_STATE_DIR") or tmp)  # set it to keep the logs
+        async with DelegatePlane(state) as plane:
             await plane.start_dispatch(**quiet)
             gateway = await plane.start_gateway("gateway", **quiet)
             token = await plane.token(ACCOUNT)
