@@ -125,7 +125,8 @@ class Clusterer:
             self._regroup(learn)
             for signature in overflow:
                 self._overflow[signature] = self._match_or_new(signature)
-        return [self.resolve(self._cluster_of.get(s) or self._overflow[s]) for s in signatures]
+        ids = {s: self.resolve(self._cluster_of.get(s) or self._overflow[s]) for s in batch}
+        return [ids[s] for s in signatures]
 
     def clusters(self) -> list[ClusterInfo]:
         """Every cluster, oldest first."""

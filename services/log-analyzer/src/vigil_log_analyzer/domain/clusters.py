@@ -128,12 +128,30 @@ def frequency(control_cells: Counter[tuple[str, int]], control: Exposure, test_t
     control_total = sum(control_cells.values())
     mean = max(control_total, 0.5) / cells
     square = sum(n * n for n in control_cells.values()) / cells
-    dispersion = max(1.0, (square - mean * mean) / mean)
+    dispersion = max(1.0, (square - mean * mean) / mean, _host_dispersion(control_cells,
+                                                                            control))
     expected = mean * test.host_minutes
     sd = math.sqrt(dispersion * expected * (1 + test.host_minutes / cells))
     test_rate = test_total / test.host_minutes
     return Frequency(control_rate=control_total / cells, test_rate=test_rate,
                      ratio=test_rate / mean, z=(test_total - expected) / sd)
+
+
+def _host_dispersion(cells: Counter[tuple[str, int]], control: Exposure) -> float:
+    """Variance over mean of the per-minute rate between control hosts, in cell units: how
+    much more than Poisson the hosts differ from each other (host-to-host variation is normal
+    variation too; a canary that logs like the busiest primary is not unexpected)."""
+    if control.hosts < 2:
+        return 1.0
+    per_host: Counter[str] = Counter()
+    for (host, _), n in cells.items():
+        per_host[host] += n
+    totals = [per_host.get(h, 0) for h in per_host] + [0] * (control.hosts - len(per_host))
+    mean = sum(totals) / len(totals)
+    if mean <= 0:
+        return 1.0
+    variance = sum((t - mean) ** 2 for t in totals) / (len(totals) - 1)
+    return max(1.0, variance / mean)
 
 
 @dataclass(frozen=True)

@@ -100,16 +100,21 @@ def parse_records(lines: Iterable[str]) -> list[ParsedRecord]:
     return records
 
 
+_DIGITS = str.maketrans("123456789", "000000000")
+_CACHE_SIZE = 65_536
+_cache: dict[str, tuple[str, ...]] = {}
+
+
 def signature_of(message: str) -> tuple[str, ...]:
     """Tokens of a message's first line, plus for a stack trace the exception class and the
     frame that threw it (line numbers dropped), so traces from one place match across builds.
     """
+    if "\n" not in message:
+        return first_line_tokens(message)
     lines = [line for line in message.splitlines() if line.strip()]
     if not lines:
         return ()
-    head = tokens_of(lines[0])
-    if len(lines) == 1:
-        return head
+    head = first_line_tokens(lines[0])
     rest = lines[1:]
     extra: list[str] = []
     if (exception := exception_class(rest)) is not None:
@@ -117,3 +122,20 @@ def signature_of(message: str) -> tuple[str, ...]:
     if (frame := first_frame(rest)) is not None:
         extra.append(f"at {frame}")
     return (*head, *extra)
+
+
+def first_line_tokens(line: str) -> tuple[str, ...]:
+    """:func:`tokens_of` of one line, memoized on the line with every digit replaced by ``0``.
+
+    No masking rule depends on a digit's value, only on where digits are, so that text has the
+    same tokens, and lines of one statement that differ only in numbers are tokenized once
+    (the main reason throughput beats Drain3's). The memo holds at most ``_CACHE_SIZE``
+    entries and is emptied when full: bounded memory, and still a pure function.
+    """
+    key = line.translate(_DIGITS)
+    found = _cache.get(key)
+    if found is None:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.clear()
+        found = _cache[key] = tokens_of(key)
+    return found
