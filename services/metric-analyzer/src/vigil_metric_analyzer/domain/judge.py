@@ -13,6 +13,9 @@ gives the finding's ``rule``):
 5. ``no-control``: no control host has enough values -> NO_DATA.
 6. The comparison (:mod:`.detectors.comparison`) and its rules (:mod:`.classifiers.host`):
    ``level-shift``, ``drift``, ``spread-increase``, ``not-clear`` (INCONCLUSIVE).
+7. ``host-outlier``: a comparison FAIL on fewer than half of the compared test hosts of a
+   metric is a difference of those hosts, not of the new version every test host runs: it
+   PASSes, saying so (:func:`.scorers.verdict.consistent`).
 
 Which control data a test host is compared with depends on the mode: canary - every control
 host, minute by minute; rolling/blue-green - the same host's pre-deployment window where the
@@ -32,12 +35,17 @@ import numpy as np
 from vigil_common.verdicts import AnalysisResult, Finding, Sensitivity, Verdict
 from vigil_metric_analyzer.domain.classifiers.host import classify
 from vigil_metric_analyzer.domain.detectors import thresholds
-from vigil_metric_analyzer.domain.detectors.comparison import Comparison, measure
+from vigil_metric_analyzer.domain.detectors.comparison import (
+    Baseline,
+    Comparison,
+    baseline,
+    measure,
+)
 from vigil_metric_analyzer.domain.policy import MetricPolicy, Mode, VerificationPolicy
 from vigil_metric_analyzer.domain.preprocessing import series
 from vigil_metric_analyzer.domain.preprocessing.series import Series
 from vigil_metric_analyzer.domain.scorers.looks import FINAL, Look
-from vigil_metric_analyzer.domain.scorers.verdict import ALL_HOSTS, result_of
+from vigil_metric_analyzer.domain.scorers.verdict import ALL_HOSTS, consistent, result_of
 from vigil_metric_analyzer.domain.sensitivity import limits
 from vigil_metric_analyzer.domain.summary import quantity
 
@@ -79,7 +87,7 @@ def judge_sensitivities(control: GroupData, test: GroupData, policy: Verificatio
                         ) -> dict[Sensitivity, AnalysisResult]:
     """:func:`judge_metrics` at several sensitivities, measuring the data only once."""
     cases, extra = _measure_all(control, test, policy)
-    return {s: result_of(extra + [_finding(case, s, look) for case in cases])
+    return {s: result_of(extra + consistent([_finding(case, s, look) for case in cases]))
             for s in sensitivities}
 
 
@@ -136,13 +144,19 @@ def _measure_all(control: GroupData, test: GroupData, policy: VerificationPolicy
         controls = {h: series.ignore_below(v, metric.ignore_below) for h, v in controls.items()}
         usable = {h: v for h, v in controls.items()
                   if len(series.present(v)) >= metric.min_points}
+        group = (baseline(list(usable.values()), carry_trend=_carries_trend(policy))
+                 if usable else None)
         for host, values in tests.items():
-            cases.append(_case(metric, policy, host, values, usable))
+            cases.append(_case(metric, policy, host, values, usable, group))
     return cases, extra
 
 
+def _carries_trend(policy: VerificationPolicy) -> bool:
+    return policy.mode in (Mode.ROLLING, Mode.BLUE_GREEN)
+
+
 def _case(metric: MetricPolicy, policy: VerificationPolicy, host: str, raw: np.ndarray,
-          controls: Mapping[str, np.ndarray]) -> _Case:
+          controls: Mapping[str, np.ndarray], group: Baseline | None) -> _Case:
     fixed = _fixed_checks(metric, host, raw)
     if fixed is not None:
         return _Case(metric, host, fixed=fixed)
@@ -162,18 +176,18 @@ def _case(metric: MetricPolicy, policy: VerificationPolicy, host: str, raw: np.n
             f"{metric.name} on {host}: {count} usable values in {len(values)} minutes, fewer "
             f"than the {metric.min_points} needed: "
             f"{_minutes_for(metric.min_points - count, count, len(values))}"))
-    if not controls:
+    if not controls or group is None:
         return _Case(metric, host, fixed=_fixed(
             metric, host, Verdict.NO_DATA, "no-control", values,
             f"{metric.name} on {host}: no control host has {metric.min_points} values to "
             "compare with"))
-    if policy.mode is Mode.CANARY or host not in controls:
-        chosen = list(controls.values())
-    else:
-        chosen = [controls[host]]
-    comparison = measure(chosen, values, metric.direction.sign, policy.mode.time_aligned,
-                         policy.gap_minutes, carry_trend=policy.mode is not Mode.LOAD_TEST)
-    return _Case(metric, host, comparison=comparison, control_hosts=len(chosen))
+    base, hosts = group, len(controls)
+    if policy.mode is not Mode.CANARY and host in controls:
+        # Node by node: the host's own earlier window, with the whole group's trend.
+        base, hosts = baseline([controls[host]], carry_trend=False, trend=group.trend), 1
+    comparison = measure(base, values, metric.direction.sign, policy.mode.time_aligned,
+                         policy.gap_minutes)
+    return _Case(metric, host, comparison=comparison, control_hosts=hosts)
 
 
 def _fixed_checks(metric: MetricPolicy, host: str, raw: np.ndarray) -> Finding | None:

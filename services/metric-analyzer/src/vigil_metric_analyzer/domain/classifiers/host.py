@@ -9,6 +9,7 @@ Rules, in order; the first that fails decides (its name is the finding's ``rule`
    trend, with a Mann-Kendall trend p-value under alpha (a regression that grows).
 3. ``spread-increase``: the test noise SD is >= ratio x the control's, the bad-side tail (p90,
    or p10 when lower is worse) is practically worse, and the dispersion test's p under alpha.
+   Not for error rates, whose minute-to-minute spread follows the traffic, not the version.
 
 A level shift large enough but not yet clear gives INCONCLUSIVE, saying how many more minutes
 would decide it; anything else PASSes with the numbers. Every gate looks at the bad direction
@@ -57,7 +58,8 @@ def classify(metric: MetricPolicy, host: str, c: Comparison, sensitivity: Sensit
                         f"{metric.name} on {host} drifts to {_change(metric, c, c.drift_end)} "
                         f"vs control by the end of the window ({_sds(drift_sds)} noise SDs, "
                         f"trend p={_p(c.drift_p)}): above the {practical}")
-    if (c.sd_ratio >= lim.sd_ratio and _large(metric, c, c.tail_change, lim, floor)
+    if (metric.kind is not MetricKind.ERROR_RATE and c.sd_ratio >= lim.sd_ratio
+            and _large(metric, c, c.tail_change, lim, floor)
             and c.spread_p < alpha):
         return Decision(Verdict.FAIL, "spread-increase",
                         f"{metric.name} on {host}: noise SD x{_sds(c.sd_ratio)} of control "

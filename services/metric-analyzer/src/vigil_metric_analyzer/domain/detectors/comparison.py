@@ -3,23 +3,27 @@
 :func:`measure` computes, once per metric and test host, everything the classifier needs at
 any sensitivity: the control baseline (level, per-host and between-host noise, trend), the level
 shift (Hodges-Lehmann change, SAX deviation in SDs, rank-test p-value), the spread change and
-the drift inside the window. p-values are only computed where the effect already passes the
+the drift inside the window. The control side (:class:`Baseline`) is computed once per metric.
+p-values are only computed where the effect already passes the
 most sensitive gates, because below them nothing can fail anyway.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.stats import norm
+from scipy.stats import t as t_dist
 
 from vigil_metric_analyzer.domain.detectors import ranks
 from vigil_metric_analyzer.domain.preprocessing import robust, sax, series
 from vigil_metric_analyzer.domain.sensitivity import LOOSEST
 
-TREND_P = 0.01
+TREND_P = 0.001
 """A control trend is carried into the test window only when this clear (pre/post modes)."""
 BAD_TAIL = 0.9
 """Quantile of the bad side compared by the spread rule (p90, or p10 when lower is worse)."""
@@ -87,26 +91,63 @@ class Comparison:
         return math.inf if amount > 0 else (0.0 if amount == 0 else -math.inf)
 
 
-def measure(controls: Sequence[np.ndarray], test: np.ndarray, sign: float, aligned: bool,
-            gap_minutes: float | None = None, carry_trend: bool = True) -> Comparison:
-    """Measures ``test`` (one host, NaN = missing minute) against ``controls`` (one array per
-    control host). ``sign`` is +1 when higher is worse, -1 when lower is. ``aligned``: minute k
-    is the same minute on both sides (canary); else control is an earlier window that starts
-    ``gap_minutes`` before the test window (default: right before it), and a clear control
-    trend is carried forward to the test window when ``carry_trend`` (not for a load test,
-    whose baseline is another day's run).
+@dataclass(frozen=True)
+class Baseline:
+    """The control side of a metric, computed once and shared by every test host.
 
-    Both sides must have at least 2 present values.
+    Attributes:
+        hosts: ``(minutes, values)`` of each control host with data.
+        envelope: Minute-by-minute median over the control hosts (NaN where none has data).
+        noise: Median over control hosts of their per-minute noise SD.
+        between: SD between control host levels, widened for predicting one more host from
+            few (:func:`_prediction_factor`): with 2 or 5 control hosts the plain estimate is
+            often far too small, and a canary host that merely sits on slower hardware would
+            then look like a regression.
+        trend: Control slope per minute carried to the test window (0 when not clear).
+    """
+
+    hosts: list[tuple[np.ndarray, np.ndarray]]
+    envelope: np.ndarray
+    noise: float
+    between: float
+    trend: float
+
+
+def baseline(controls: Sequence[np.ndarray], carry_trend: bool,
+             trend: float | None = None) -> Baseline:
+    """The :class:`Baseline` of ``controls`` (one array per control host, NaN = missing).
+
+    ``carry_trend``: estimate a clear trend of the control envelope, to carry it forward
+    (pre/post modes); ``trend`` overrides it with a slope estimated elsewhere (the whole
+    control group's, when a single host is compared with its own earlier window).
     """
     hosts = [(np.flatnonzero(np.isfinite(h)).astype(float), series.present(h)) for h in controls]
     hosts = [(t, v) for t, v in hosts if len(v)]
+    env = series.envelope(list(controls))
+    levels = np.array([float(np.median(v)) for _, v in hosts])
+    between = _between_upper(levels)
+    if trend is None:
+        trend = _carried_trend(env) if carry_trend else 0.0
+    return Baseline(hosts=hosts, envelope=env,
+                    noise=float(np.median([robust.noise(t, v) for t, v in hosts])),
+                    between=between, trend=trend)
+
+
+def measure(base: Baseline, test: np.ndarray, sign: float, aligned: bool,
+            gap_minutes: float | None = None) -> Comparison:
+    """Measures ``test`` (one host, NaN = missing minute) against ``base``. ``sign`` is +1
+    when higher is worse, -1 when lower is. ``aligned``: minute k is the same minute on both
+    sides (canary); else the control is an earlier window starting ``gap_minutes`` before the
+    test window (default: right before it), and the baseline's trend is carried forward (at
+    most as far as the control window is long: a trend is not extrapolated into the unknown).
+
+    Both sides must have at least 2 present values.
+    """
+    hosts, env = base.hosts, base.envelope
     t_times = np.flatnonzero(np.isfinite(test)).astype(float)
     t_values = series.present(test)
-    control_noise = float(np.median([robust.noise(t, v) for t, v in hosts]))
-    levels = np.array([float(np.median(v)) for _, v in hosts])
-    between = robust.scale(levels) if len(levels) > 1 else 0.0
     test_noise = robust.noise(t_times, t_values)
-    env = series.envelope(list(controls))
+    slope = 0.0 if aligned else base.trend
     if aligned:
         pooled = series.present(env)
         level = float(np.median(pooled))
@@ -114,17 +155,19 @@ def measure(controls: Sequence[np.ndarray], test: np.ndarray, sign: float, align
         diffs = test[:n] - env[:n]
         d_times = np.flatnonzero(np.isfinite(diffs)).astype(float)
         diffs = diffs[np.isfinite(diffs)]
-        control_z_source, slope = env, 0.0
+        control_z_source = env
     else:
-        slope = _carried_trend(env) if carry_trend else 0.0
         gap = float(len(env)) if gap_minutes is None else gap_minutes
         target = gap + (len(test) - 1) / 2.0
-        pooled = np.concatenate([v + slope * (target - t) for t, v in hosts])
+        reach = float(len(env))
+        pooled = np.concatenate([v + slope * np.clip(target - t, -reach, reach)
+                                 for t, v in hosts])
         level = float(np.median(pooled))
-        diffs = t_values - (level + slope * (gap + t_times - target))
+        diffs = t_values - (level + slope * np.clip(gap + t_times - target, -reach, reach))
         d_times = t_times
         control_z_source = pooled
-    noise_sd = math.sqrt((control_noise**2 + test_noise**2) / 2.0 + between**2)
+    between = base.between
+    noise_sd = math.sqrt((base.noise**2 + test_noise**2) / 2.0 + between**2)
     noise_sd = max(noise_sd, 1e-9 * abs(level))
     if aligned and len(diffs) >= 2:
         change = sign * ranks.walsh_median(diffs)
@@ -137,13 +180,29 @@ def measure(controls: Sequence[np.ndarray], test: np.ndarray, sign: float, align
         deviation = 0.0 if change == 0 else math.copysign(math.inf, change)
     partial = Comparison(
         control_level=level, control_trend=slope, noise_sd=noise_sd, between_sd=between,
-        control_noise=control_noise, test_noise=test_noise, change=change, relative=0.0,
+        control_noise=base.noise, test_noise=test_noise, change=change, relative=0.0,
         deviation_sd=deviation, robust_sd=0.0, shift_p=math.nan,
-        sd_ratio=_ratio(test_noise, control_noise), tail_change=0.0, spread_p=math.nan,
+        sd_ratio=_ratio(test_noise, base.noise), tail_change=0.0, spread_p=math.nan,
         drift_end=0.0, drift_p=math.nan, control_count=int(sum(len(v) for _, v in hosts)),
         test_count=len(t_values), test_minutes=len(test), control_mean=float(np.mean(pooled)),
         test_mean=float(np.mean(t_values)), test_median=float(np.median(t_values)))
     return _with_tests(partial, sign, aligned, diffs, d_times, t_values, pooled, hosts)
+
+
+@functools.lru_cache(maxsize=64)
+def _prediction_factor(hosts: int) -> float:
+    """sqrt(1 + 1/k) * t_{k-1}(q) / z(q) at q = 97.7% (the 2-SD level): how much wider the
+    level of one more host can fall from the mean of k hosts than a known SD says, so that
+    "n SDs" between hosts means what it means for normal data even with 2 or 5 control hosts."""
+    q = 0.977
+    return math.sqrt(1 + 1 / hosts) * float(t_dist.ppf(q, hosts - 1) / norm.ppf(q))
+
+
+def _between_upper(levels: np.ndarray) -> float:
+    if len(levels) < 2:
+        return 0.0
+    sd = float(np.std(levels, ddof=1)) if len(levels) < 8 else robust.scale(levels)
+    return sd * _prediction_factor(len(levels))
 
 
 def _with_tests(c: Comparison, sign: float, aligned: bool, diffs: np.ndarray,
@@ -151,16 +210,17 @@ def _with_tests(c: Comparison, sign: float, aligned: bool, diffs: np.ndarray,
                 hosts: list[tuple[np.ndarray, np.ndarray]]) -> Comparison:
     """Adds relative sizes and, where an effect passes the loosest gates, the p-values."""
     shift_p = math.nan
+    inflation = robust.autocorrelation_inflation(d_times, diffs)
     if c.deviation_sd >= LOOSEST.sds and c.change > 0:
-        shift_p = (ranks.signed_rank_p(sign * diffs) if aligned
-                   else ranks.rank_sum_p(sign * t_values, sign * pooled))
+        shift_p = (ranks.signed_rank_p(sign * diffs, inflation) if aligned
+                   else ranks.rank_sum_p(sign * t_values, sign * pooled, inflation))
     q = BAD_TAIL if sign > 0 else 1.0 - BAD_TAIL
     tail = sign * (float(np.quantile(t_values, q)) - float(np.quantile(pooled, q)))
     spread_p = math.nan
     if c.sd_ratio >= LOOSEST.sd_ratio and tail > 0 and len(t_values) >= 5:
         test_dev = np.abs(t_values - np.median(t_values))
         control_dev = np.concatenate([np.abs(v - np.median(v)) for _, v in hosts])
-        spread_p = ranks.rank_sum_p(test_dev, control_dev)
+        spread_p = ranks.rank_sum_p(test_dev, control_dev, inflation)
     drift_end, drift_p = 0.0, math.nan
     if len(diffs) >= 6:
         slope, intercept = robust.theil_sen(d_times, sign * diffs)
@@ -168,7 +228,7 @@ def _with_tests(c: Comparison, sign: float, aligned: bool, diffs: np.ndarray,
         late = (sign * diffs)[d_times >= d_times[-1] - max(2.0, c.test_minutes / 3.0)]
         drift_end = min(intercept + slope * (c.test_minutes - 1), float(np.max(late)))
         if slope > 0 and drift_end > 0 and c.in_sds(drift_end) >= LOOSEST.sds:
-            drift_p = robust.kendall_trend_p(d_times, sign * diffs)
+            drift_p = robust.kendall_trend_p(d_times, sign * diffs, inflation)
     return replace(c, relative=c.relative_of(c.change), robust_sd=c.in_sds(c.change),
                    shift_p=shift_p, tail_change=tail, spread_p=spread_p, drift_end=drift_end,
                    drift_p=drift_p)

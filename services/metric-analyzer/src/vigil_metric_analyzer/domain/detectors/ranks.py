@@ -15,8 +15,9 @@ from scipy.stats import rankdata
 from vigil_metric_analyzer.domain.preprocessing.robust import upper_tail
 
 
-def signed_rank_p(differences: np.ndarray) -> float:
-    """P-value that paired ``differences`` are centred above 0 (Wilcoxon signed-rank)."""
+def signed_rank_p(differences: np.ndarray, inflation: float = 1.0) -> float:
+    """P-value that paired ``differences`` are centred above 0 (Wilcoxon signed-rank);
+    ``inflation`` multiplies the variance (autocorrelated minutes carry less information)."""
     d = differences[differences != 0]
     n = len(d)
     if n == 0:
@@ -26,13 +27,15 @@ def signed_rank_p(differences: np.ndarray) -> float:
     mean = n * (n + 1) / 4.0
     _, counts = np.unique(ranks, return_counts=True)
     variance = n * (n + 1) * (2 * n + 1) / 24.0 - float(np.sum(counts**3 - counts)) / 48.0
+    variance *= inflation
     if variance <= 0:
         return 1.0
     return upper_tail((w_plus - mean - 0.5) / math.sqrt(variance))
 
 
-def rank_sum_p(test: np.ndarray, control: np.ndarray) -> float:
-    """P-value that ``test`` tends to be larger than ``control`` (Mann-Whitney U)."""
+def rank_sum_p(test: np.ndarray, control: np.ndarray, inflation: float = 1.0) -> float:
+    """P-value that ``test`` tends to be larger than ``control`` (Mann-Whitney U), with the
+    variance multiplied by ``inflation``."""
     n1, n2 = len(test), len(control)
     if n1 == 0 or n2 == 0:
         return 1.0
@@ -41,7 +44,7 @@ def rank_sum_p(test: np.ndarray, control: np.ndarray) -> float:
     n = n1 + n2
     _, counts = np.unique(ranks, return_counts=True)
     ties = float(np.sum(counts**3 - counts))
-    variance = n1 * n2 / 12.0 * ((n + 1) - ties / (n * (n - 1)))
+    variance = n1 * n2 / 12.0 * ((n + 1) - ties / (n * (n - 1))) * inflation
     if variance <= 0:
         return 1.0
     return upper_tail((u - n1 * n2 / 2.0 - 0.5) / math.sqrt(variance))

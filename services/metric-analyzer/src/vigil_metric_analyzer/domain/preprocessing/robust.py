@@ -50,9 +50,24 @@ def noise(times: np.ndarray, values: np.ndarray) -> float:
     return scale(values - (slope * times + intercept))
 
 
-def kendall_trend_p(times: np.ndarray, values: np.ndarray) -> float:
+def autocorrelation_inflation(times: np.ndarray, values: np.ndarray) -> float:
+    """Variance inflation (1 + r) / (1 - r) of rank tests for lag-1 autocorrelation r of the
+    residuals around the Theil-Sen line (r clipped to [0, 0.8]): per-minute metrics are
+    autocorrelated, and treating their minutes as independent makes p-values far too small."""
+    if len(values) < 6:
+        return 1.0
+    slope, intercept = theil_sen(times, values)
+    residuals = values - (slope * times + intercept)
+    a, b = residuals[:-1] - residuals.mean(), residuals[1:] - residuals.mean()
+    denominator = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
+    r = float(np.sum(a * b)) / denominator if denominator > 0 else 0.0
+    r = min(max(r, 0.0), 0.8)
+    return (1 + r) / (1 - r)
+
+
+def kendall_trend_p(times: np.ndarray, values: np.ndarray, inflation: float = 1.0) -> float:
     """One-sided p-value that ``values`` rise with ``times`` (Mann-Kendall, normal approx.,
-    tie-corrected); 1.0 when there are fewer than 4 values or no variation."""
+    tie-corrected, variance multiplied by ``inflation``); 1.0 with fewer than 4 values."""
     n = len(values)
     if n < 4:
         return 1.0
@@ -60,7 +75,7 @@ def kendall_trend_p(times: np.ndarray, values: np.ndarray) -> float:
     s = float(np.sum(np.sign(values[j] - values[i]) * np.sign(times[j] - times[i])))
     _, counts = np.unique(values, return_counts=True)
     variance = (n * (n - 1) * (2 * n + 5) - float(np.sum(counts * (counts - 1) * (2 * counts + 5))))
-    variance /= 18.0
+    variance *= inflation / 18.0
     if variance <= 0:
         return 1.0
     z = (s - 1.0) / math.sqrt(variance) if s > 0 else (s + 1.0) / math.sqrt(variance)

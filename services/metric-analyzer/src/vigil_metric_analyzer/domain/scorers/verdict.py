@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from vigil_common.verdicts import AnalysisResult, Finding, Verdict, ordered, summarize
 from vigil_metric_analyzer.domain.scorers.looks import Look
@@ -19,6 +20,34 @@ def result_of(findings: Iterable[Finding]) -> AnalysisResult:
     verdict, reason = summarize(worst_first)
     return AnalysisResult(verdict=verdict, reason=reason, findings=worst_first,
                           analyzer=ANALYZER)
+
+
+COMPARISON_RULES = frozenset({"level-shift", "drift", "spread-increase"})
+
+
+def consistent(findings: list[Finding]) -> list[Finding]:
+    """Keeps comparison FAILs and INCONCLUSIVEs of a metric only when at least half of its
+    compared test hosts deviate (FAIL or not yet clear): every test host runs the new version,
+    so a regression of the version shows on most of them. A deviation on fewer hosts is a
+    difference of those hosts, reported as PASS with rule ``host-outlier`` and the numbers. One
+    test host (a single canary) is its own majority. Fail-fast FAILs are never touched."""
+    compared: dict[str, int] = {}
+    deviating: dict[str, int] = {}
+    for f in findings:
+        if f.rule in COMPARISON_RULES or f.rule == "not-clear":
+            compared[f.subject] = compared.get(f.subject, 0) + 1
+            if f.verdict is not Verdict.PASS:
+                deviating[f.subject] = deviating.get(f.subject, 0) + 1
+    out = []
+    for f in findings:
+        n, k = compared.get(f.subject, 0), deviating.get(f.subject, 0)
+        if f.verdict is not Verdict.PASS and (f.rule in COMPARISON_RULES or f.rule == "not-clear"
+                                              ) and 2 * k < n:
+            f = replace(f, verdict=Verdict.PASS, rule="host-outlier",
+                        reason=f"{f.reason}; but only {k} of {n} test hosts deviate: a "
+                        "difference of this host, not of the new version")
+        out.append(f)
+    return out
 
 
 def early(result: AnalysisResult, look: Look) -> AnalysisResult | None:
