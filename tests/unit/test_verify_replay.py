@@ -8,13 +8,14 @@ from vigil_cli import main as cli
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "verify-replay-canary.json"
 
 
-def test_replay_of_the_documented_example_fails_the_slower_canary_at_every_sensitivity(capsys):
+def test_replay_of_the_documented_example_fails_the_slower_canary_at_high_and_medium(capsys):
     assert cli.main(["verify", "replay", str(EXAMPLE)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"id", "verdict", "metrics", "verdict_metrics", "verdict_logs", "logs",
                         "explanations"}
-    assert out["verdict_metrics"] == {"high": "FAIL", "medium": "FAIL", "low": "FAIL"}
-    assert out["metrics"]["low"] == {"p95_latency_ms": "regression",
+    # +32% latency, but two primaries 5 ms apart: under LOW's 5 noise SDs.
+    assert out["verdict_metrics"] == {"high": "FAIL", "medium": "FAIL", "low": "PASS"}
+    assert out["metrics"]["medium"] == {"p95_latency_ms": "regression",
                                      "error_rate": "no-regression",
                                      "requests_per_minute": "no-regression"}
     assert out["explanations"]["metrics"]["analyzer"] == "sax-robust-v2"

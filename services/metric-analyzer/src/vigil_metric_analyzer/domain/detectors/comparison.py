@@ -193,9 +193,12 @@ def measure(base: Baseline, test: np.ndarray, sign: float, aligned: bool,
 def _prediction_factor(hosts: int) -> float:
     """sqrt(1 + 1/k) * t_{k-1}(q) / z(q) at q = 97.7% (the 2-SD level): how much wider the
     level of one more host can fall from the mean of k hosts than a known SD says, so that
-    "n SDs" between hosts means what it means for normal data even with 2 or 5 control hosts."""
+    "n SDs" between hosts means what it means for normal data even with few control hosts.
+    Capped at 2: with 2 or 3 control hosts the t-quantile explodes (x6.9 for 2) and a canary
+    compared with two primaries could then never fail."""
     q = 0.977
-    return math.sqrt(1 + 1 / hosts) * float(t_dist.ppf(q, hosts - 1) / norm.ppf(q))
+    factor = math.sqrt(1 + 1 / hosts) * float(t_dist.ppf(q, hosts - 1) / norm.ppf(q))
+    return min(factor, 2.0)
 
 
 def _between_upper(levels: np.ndarray) -> float:

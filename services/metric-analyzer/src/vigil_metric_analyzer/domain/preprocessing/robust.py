@@ -52,8 +52,9 @@ def noise(times: np.ndarray, values: np.ndarray) -> float:
 
 def autocorrelation_inflation(times: np.ndarray, values: np.ndarray) -> float:
     """Variance inflation (1 + r) / (1 - r) of rank tests for lag-1 autocorrelation r of the
-    residuals around the Theil-Sen line (r clipped to [0, 0.8]): per-minute metrics are
-    autocorrelated, and treating their minutes as independent makes p-values far too small."""
+    residuals around the Theil-Sen line: per-minute metrics are autocorrelated, and treating
+    their minutes as independent makes p-values far too small. r is shrunk by its own noise
+    (1/sqrt(n)) and clipped to [0, 0.8], so a short window is not penalized for a chance r."""
     if len(values) < 6:
         return 1.0
     slope, intercept = theil_sen(times, values)
@@ -61,7 +62,7 @@ def autocorrelation_inflation(times: np.ndarray, values: np.ndarray) -> float:
     a, b = residuals[:-1] - residuals.mean(), residuals[1:] - residuals.mean()
     denominator = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
     r = float(np.sum(a * b)) / denominator if denominator > 0 else 0.0
-    r = min(max(r, 0.0), 0.8)
+    r = min(max(r - 1.0 / math.sqrt(len(values)), 0.0), 0.8)
     return (1 + r) / (1 - r)
 
 
