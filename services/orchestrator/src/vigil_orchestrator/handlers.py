@@ -35,6 +35,7 @@ from vigil_orchestrator.domain import (
     TimerFired,
     Verdict,
     VerdictArrived,
+    Waiting,
     decide,
     parse_pipeline,
     plan,
@@ -127,8 +128,9 @@ class Handlers:
                          application=ex.application, service=ex.service,
                          environment=ex.environment)
         created = await self._store.create(decision, f"rollback/{ex.id}", now)
-        await self._store.apply(ex.id, lambda e: Decision(e), now, account_id=account_id,
-                                audit=Audit(actor, "rollback", reason))
+        if created == new_id:  # a repeated request returns the first rollback, audited once
+            await self._store.apply(ex.id, lambda e: Decision(e), now, account_id=account_id,
+                                    audit=Audit(actor, "rollback", reason))
         log.info("rollback started", execution_id=created, rollback_of=ex.id, actor=actor)
         return created
 
@@ -138,9 +140,19 @@ class Handlers:
                   action: Abort | Pause | Resume | Approve | Intervene) -> Execution:
         """Apply a person's action; raises IllegalAction or NotFound saying why not."""
         name, step = _audit_name(action)
+
+        def audit(ex: Execution) -> Audit:
+            # A request may leave the step out when only one waits; record the one acted on.
+            waiting = {Approve: Waiting.APPROVAL, Intervene: Waiting.INTERVENTION}.get(
+                type(action))
+            if waiting is not None and not step:
+                names = [s.name for s, w in ex.waiting_for_input() if w is waiting]
+                return Audit(actor, name, action.reason, names[0] if len(names) == 1 else "")
+            return Audit(actor, name, action.reason, step)
+
         decision = await self._store.apply(
             execution_id, lambda ex: decide(ex, action, self._clock()), self._clock(),
-            account_id=account_id, audit=Audit(actor, name, action.reason, step))
+            account_id=account_id, audit=audit)
         if decision is None:
             raise NotFound(f"execution_id: no execution {execution_id}")
         log.info("person acted", execution_id=execution_id, actor=actor, action=name,

@@ -250,6 +250,8 @@ class ExecutionService(api_pb2_grpc.ExecutionServiceServicer):
     async def ListAuditEvents(self, request, context):  # noqa: ANN001, ANN201, N802
         account, _ = await self._caller(context, request.account_id)
         size = request.page_size or 100
+        if not 1 <= size <= 500:
+            await invalid(context, [("page_size", "must be from 1 to 500")])
         before = None
         if request.page_token:
             try:

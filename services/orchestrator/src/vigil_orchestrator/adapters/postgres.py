@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,8 +60,12 @@ def parse_cursor(token: str) -> tuple[datetime, str]:
     """(created_at, id) from a page token; ValueError when it is not one of ours."""
     try:
         created, _, eid = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), eid
-    except Exception as exc:  # malformed base64, text or time: all one error to the caller
+        when = datetime.fromisoformat(created)
+        uuid.UUID(eid)
+        if when.tzinfo is None:
+            raise ValueError("no time zone")
+        return when, eid
+    except Exception as exc:  # malformed base64, text, time or id: one error to the caller
         raise ValueError("page_token: not a token from a previous response") from exc
 
 
@@ -130,12 +135,12 @@ class PostgresStore:
         async with self._pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
                 "INSERT INTO executions (id, account_id, pipeline, vigil_version, status, "
-                "idempotency_key, state, next_deadline, application, service, environment) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                "idempotency_key, state, next_deadline, application, service, environment, "
+                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
                 "ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id",
                 ex.id, ex.account_id, ex.pipeline, ex.version, ex.status.value,
                 idempotency_key, json.dumps(codec.dump(ex)), ex.next_wake, ex.application,
-                ex.service, ex.environment)
+                ex.service, ex.environment, ex.created_at)
             if inserted is None:
                 return str(await conn.fetchval(
                     "SELECT id FROM executions WHERE account_id = $1 AND idempotency_key = $2",
@@ -145,11 +150,15 @@ class PostgresStore:
 
     async def apply(self, execution_id: str, decide: Callable[[Execution], Decision],
                     now: datetime, *, consumer: str = "", event_id: str = "",
-                    account_id: str = "", audit: Audit | None = None) -> Decision | None:
+                    account_id: str = "",
+                    audit: Audit | Callable[[Execution], Audit] | None = None,
+                    ) -> Decision | None:
         """Advance one execution by one event or action, in one transaction.
 
         With ``event_id`` the change happens at most once per (consumer, event_id). With
-        ``account_id`` an execution of another account is treated as unknown. Returns None when
+        ``account_id`` an execution of another account is treated as unknown. ``audit`` (or a
+        function of the execution before the change giving it) is recorded in the same
+        transaction. Returns None when
         the execution is unknown or the event was already handled; exceptions from ``decide``
         (e.g. IllegalAction) roll everything back.
         """
@@ -163,6 +172,8 @@ class PostgresStore:
                 return None
             before = codec.load(json.loads(row["state"]))
             decision = decide(before)
+            if callable(audit):
+                audit = audit(before)
             if audit is not None:
                 await conn.execute(
                     "INSERT INTO audit_log (account_id, actor, action, execution_id, step, "
