@@ -1,15 +1,16 @@
 """Runs one task spec and produces its reports (health data, then the result).
 
-Pure orchestration of the executors in targets/ and health/; no gRPC here. Every failure
-becomes a failed TaskResult with a reason a user can act on, never an exception that kills
-the agent.
+Pure orchestration of the executors in targets/, health/ and http_check.py: one small method
+per task kind. No gRPC here. Every failure becomes a failed TaskResult with a reason a user
+can act on, never an exception that kills the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,8 +18,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from vigil.delegate.v1 import delegate_pb2, tasks_pb2
 from vigil.events.v1 import verification_pb2
-from vigil_delegate.health import collect_metrics, read_log_records
+from vigil_delegate import http_check
+from vigil_delegate.health import sources
+from vigil_delegate.health.sources import LOGS, METRICS, Collected, HealthSourceError, Window
 from vigil_delegate.targets import DeploymentError, LocalProcessTarget
+from vigil_delegate.targets.kubernetes import (
+    KubernetesError,
+    KubernetesTarget,
+    RolloutFailed,
+    api_client,
+)
 
 Progress = Callable[[str], None]
 _SECRET_KEY = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|CREDENTIAL)", re.I)
@@ -36,12 +45,39 @@ def mask(line: str, secrets: list[str]) -> str:
     return line
 
 
+_FAILURES = (TaskError, DeploymentError, KubernetesError, RolloutFailed,
+             http_check.HttpCheckFailed, HealthSourceError, ValueError, OSError)
+"""Exceptions that fail a task with their message (anything else is a delegate bug)."""
+
+
 class Runner:
     """Executes task specs on this host."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, *, kubernetes: KubernetesTarget | None = None,
+                 kubeconfig: str = ""):
+        """Creates a runner.
+
+        Args:
+            workdir: The delegate's work directory (local-process state, scripts' cwd).
+            kubernetes: The Kubernetes target; None builds one on the first Kubernetes task
+                from ``kubeconfig`` (see ``targets.kubernetes.api_client``).
+            kubeconfig: Kubeconfig path (DELEGATE_KUBECONFIG); empty: in-cluster or default.
+        """
         self.workdir = workdir
         self.local = LocalProcessTarget(workdir / "local-process")
+        self._kubernetes = kubernetes
+        self._kubeconfig = kubeconfig
+        self._kinds: dict[str, Callable[[tasks_pb2.TaskSpec, Progress],
+                                        Awaitable[tuple[str, list[dict]]]]] = {
+            "deploy_local_process": self._deploy_local_process,
+            "rollback_local_process": self._rollback_local_process,
+            "shell_script": self._shell_script,
+            "collect_health_data": self._collect_health_data,
+            "kubernetes_deploy": self._kubernetes_deploy,
+            "kubernetes_rollback": self._kubernetes_rollback,
+            "kubernetes_wait_rollout": self._kubernetes_wait_rollout,
+            "http_check": self._http_check,
+        }
 
     async def run(self, assignment: delegate_pb2.TaskAssignment,
                   progress: Progress) -> list[delegate_pb2.DelegateMessage]:
@@ -60,7 +96,7 @@ class Runner:
             result = delegate_pb2.TaskResult(
                 **key, success=False, execution_id=assignment.execution_id,
                 error=f"timed out after {assignment.timeout_seconds:g}s")
-        except (TaskError, DeploymentError, ValueError, OSError) as exc:
+        except _FAILURES as exc:
             result = delegate_pb2.TaskResult(**key, success=False,
                                              execution_id=assignment.execution_id, error=str(exc))
         reports.append(delegate_pb2.DelegateMessage(result=result))
@@ -69,25 +105,58 @@ class Runner:
     async def _execute(self, spec: tasks_pb2.TaskSpec,
                        progress: Progress) -> tuple[str, list[dict]]:
         kind = spec.WhichOneof("kind")
-        if kind == "deploy_local_process":
-            d = spec.deploy_local_process
-            res = await self.local.deploy(d.service, d.version, list(d.nodes), list(d.command),
-                                          progress, ready_path=d.ready_path or "/healthz")
-            return (f"{d.service} {d.version} running on "
-                    f"{', '.join(f'{n.node}:{n.port}' for n in res.nodes)}"), []
-        if kind == "rollback_local_process":
-            r = spec.rollback_local_process
-            res = await self.local.rollback(r.service, list(r.nodes), progress)
-            back = [f"{n.node}->{n.version}" for n in res.nodes if n.node in r.nodes]
-            return (f"{r.service} rolled back: {', '.join(back) or 'nothing to restore'}"
-                    + (f"; removed {', '.join(res.removed)}" if res.removed else "")), []
-        if kind == "shell_script":
-            return await self._shell(spec.shell_script, progress), []
-        if kind == "collect_health_data":
-            return await self._collect(spec.collect_health_data, progress)
-        raise TaskError(f"unsupported task kind {kind!r}: this delegate cannot run it")
+        run = self._kinds.get(kind or "")
+        if run is None:
+            raise TaskError(f"unsupported task kind {kind!r}: this delegate cannot run it")
+        return await run(spec, progress)
 
-    async def _shell(self, s: tasks_pb2.ShellScript, progress: Progress) -> str:
+    async def _deploy_local_process(self, spec: tasks_pb2.TaskSpec,
+                                    progress: Progress) -> tuple[str, list[dict]]:
+        d = spec.deploy_local_process
+        res = await self.local.deploy(d.service, d.version, list(d.nodes), list(d.command),
+                                      progress, ready_path=d.ready_path or "/healthz")
+        return (f"{d.service} {d.version} running on "
+                f"{', '.join(f'{n.node}:{n.port}' for n in res.nodes)}"), []
+
+    async def _rollback_local_process(self, spec: tasks_pb2.TaskSpec,
+                                      progress: Progress) -> tuple[str, list[dict]]:
+        r = spec.rollback_local_process
+        res = await self.local.rollback(r.service, list(r.nodes), progress)
+        back = [f"{n.node}->{n.version}" for n in res.nodes if n.node in r.nodes]
+        return (f"{r.service} rolled back: {', '.join(back) or 'nothing to restore'}"
+                + (f"; removed {', '.join(res.removed)}" if res.removed else "")), []
+
+    async def _kubernetes_deploy(self, spec: tasks_pb2.TaskSpec,
+                                 progress: Progress) -> tuple[str, list[dict]]:
+        return await (await self._kube()).deploy(spec.kubernetes_deploy, progress), []
+
+    async def _kubernetes_rollback(self, spec: tasks_pb2.TaskSpec,
+                                   progress: Progress) -> tuple[str, list[dict]]:
+        return await (await self._kube()).rollback(spec.kubernetes_rollback, progress), []
+
+    async def _kubernetes_wait_rollout(self, spec: tasks_pb2.TaskSpec,
+                                       progress: Progress) -> tuple[str, list[dict]]:
+        w = spec.kubernetes_wait_rollout
+        target = await self._kube()
+        return await target.wait_rollout(w.namespace or "default", w.deployment,
+                                         w.timeout_seconds or 300.0, progress), []
+
+    async def _http_check(self, spec: tasks_pb2.TaskSpec,
+                          progress: Progress) -> tuple[str, list[dict]]:
+        return await http_check.run(spec.http_check, progress), []
+
+    async def _kube(self) -> KubernetesTarget:
+        if self._kubernetes is None:
+            try:
+                api = await asyncio.to_thread(api_client, self._kubeconfig)
+            except Exception as exc:  # the config loaders raise several unrelated types
+                raise KubernetesError(f"no Kubernetes access configured: {exc}") from None
+            self._kubernetes = KubernetesTarget(api)
+        return self._kubernetes
+
+    async def _shell_script(self, spec: tasks_pb2.TaskSpec,
+                            progress: Progress) -> tuple[str, list[dict]]:
+        s = spec.shell_script
         secrets = [v for k, v in s.env.items() if _SECRET_KEY.search(k)]
         proc = await asyncio.create_subprocess_shell(
             s.script, cwd=s.working_dir or str(self.workdir), env={**_base_env(), **s.env},
@@ -107,45 +176,64 @@ class Runner:
                 await proc.wait()
         if code != 0:
             raise TaskError(f"script exited with code {code}: " + " | ".join(tail[-5:]))
-        return f"script exited 0 ({len(tail)} last lines captured)"
+        return f"script exited 0 ({len(tail)} last lines captured)", []
 
-    async def _collect(self, c: tasks_pb2.CollectHealthData,
-                       progress: Progress) -> tuple[str, list[dict]]:
-        if c.source.kind != "local-process":
-            raise TaskError(f"source.kind {c.source.kind!r}: this delegate reads local-process")
-        nodes = {n.node: n for n in self.local.nodes(c.source.service)}
-        groups = {**{h: verification_pb2.HOST_GROUP_CONTROL for h in c.control_hosts},
-                  **{h: verification_pb2.HOST_GROUP_TEST for h in c.test_hosts}}
-        absent = [h for h in groups if h not in nodes or not nodes[h].alive]
-        if absent:
-            progress(f"no running process for {', '.join(absent)}: they will have no data")
-        endpoints = {h: f"http://127.0.0.1:{nodes[h].port}/metrics"
-                     for h in groups if h not in absent}
-        since = datetime.now(UTC)
-        series = await collect_metrics(endpoints, c.duration_seconds, c.interval_seconds,
-                                       progress)
-        until = datetime.now(UTC)
+    async def _collect_health_data(self, spec: tasks_pb2.TaskSpec,
+                                   progress: Progress) -> tuple[str, list[dict]]:
+        c = spec.collect_health_data
+        built = [sources.build(s, self.local) for s in [c.source, *c.additional_sources]]
+        start = c.window_start.ToDatetime(UTC) if c.HasField("window_start") else _now()
+        window = Window.starting(start, c.duration_seconds, c.interval_seconds)
+        if c.HasField("baseline_window_start"):
+            baseline = Window.starting(c.baseline_window_start.ToDatetime(UTC),
+                                       c.duration_seconds, c.interval_seconds)
+            groups = [(verification_pb2.HOST_GROUP_CONTROL,
+                       list(c.control_hosts or c.test_hosts), baseline),
+                      (verification_pb2.HOST_GROUP_TEST, list(c.test_hosts), window)]
+        else:  # one window: one read of every host per source, grouped by host afterwards
+            groups = [(0, [*c.control_hosts, *c.test_hosts], window)]
+        reads = [(src, group, hosts, win) for src in built for group, hosts, win in groups]
+        results = await asyncio.gather(*(src.collect(hosts, win, progress)
+                                         for src, _, hosts, win in reads))
         metrics = verification_pb2.MetricsCollected(
             ref=c.ref, sensitivity=c.sensitivity, thresholds=c.thresholds,
             interval_seconds=c.interval_seconds)
-        for metric, by_host in series.items():
-            for host, values in by_host.items():
-                metrics.series.add(metric=metric, host=host, group=groups[host], points=[
-                    verification_pb2.Point(value=v or 0.0, present=v is not None)
-                    for v in values])
         logs = verification_pb2.LogsCollected(ref=c.ref, sensitivity=c.sensitivity)
-        for host in endpoints:
-            for rec in read_log_records(Path(nodes[host].log_file), since, until):
-                ts = Timestamp()
-                ts.FromDatetime(rec.timestamp)
-                logs.records.add(host=host, group=groups[host], time=ts, level=rec.level,
-                                 logger=rec.logger, message=rec.message)
+        test = set(c.test_hosts)
+        for (_, group, _, _), found in zip(reads, results, strict=True):
+            _add(metrics, logs, found, group, test)
+        data = ([{"metrics": metrics}] if any(METRICS in s.provides for s in built) else []) + (
+            [{"logs": logs}] if any(LOGS in s.provides for s in built) else [])
         summary = (f"collected {len(metrics.series)} series and {len(logs.records)} log records "
-                   f"from {len(endpoints)} hosts over {c.duration_seconds:g}s")
+                   f"from {', '.join(s.kind for s in built)} over {c.duration_seconds:g}s")
         progress(summary)
-        return summary, [{"metrics": metrics}, {"logs": logs}]
+        return summary, data
+
+
+def _add(metrics: verification_pb2.MetricsCollected, logs: verification_pb2.LogsCollected,
+         found: Collected, group: int, test_hosts: set[str]) -> None:
+    """Appends one read's data; group 0 means "by host": test hosts TEST, others CONTROL."""
+    def group_of(host: str) -> int:
+        if group:
+            return group
+        return (verification_pb2.HOST_GROUP_TEST if host in test_hosts
+                else verification_pb2.HOST_GROUP_CONTROL)
+
+    for metric, by_host in found.metrics.items():
+        for host, values in by_host.items():
+            metrics.series.add(metric=metric, host=host, group=group_of(host), points=[
+                verification_pb2.Point(value=v or 0.0, present=v is not None) for v in values])
+    for host, records in found.logs.items():
+        for rec in records:
+            ts = Timestamp()
+            ts.FromDatetime(rec.timestamp)
+            logs.records.add(host=host, group=group_of(host), time=ts, level=rec.level,
+                             logger=rec.logger, message=rec.message)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _base_env() -> dict[str, str]:
-    import os
     return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
