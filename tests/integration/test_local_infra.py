@@ -13,6 +13,7 @@ import asyncpg
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from vigil_local import broker as local_broker
 from vigil_local import database, ports
 from vigil_local.supervisor import Supervisor

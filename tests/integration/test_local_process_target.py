@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from vigil_delegate.health import collect_metrics, read_log_records
 from vigil_delegate.targets import DeploymentError, LocalProcessTarget
 from vigil_delegate.targets.processes import free_port
