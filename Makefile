@@ -34,7 +34,15 @@ $(VENV)/.editable: $(GEN)/vigil/.generated pyproject.toml
 
 proto: $(GEN)/vigil/.generated ## generate the protobuf/gRPC modules (vigil.*.v1)
 
-setup: venv proto $(VENV)/.editable ## everything the other targets need
+setup: venv proto $(VENV)/.editable prometheus ## everything the other targets need
+
+# The delegate's Prometheus health-source tests run a real Prometheus (Debian package). Installed
+# with apt when missing and apt-get is there (as root, else via sudo -n); elsewhere, a note.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+prometheus: ## install Prometheus with apt-get when it is missing (health-source tests)
+	@command -v prometheus >/dev/null || { command -v apt-get >/dev/null \
+	  && $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+	  || echo "note: prometheus is not installed; tests/integration/delegate/test_health_sources.py needs it"
 
 run: setup ## start the whole system on embedded defaults, run the demo, keep running until Ctrl-C
 	$(PY) -m vigil_local run
@@ -80,4 +88,4 @@ lock: ## re-pin requirements.lock from requirements.in
 clean: ## remove the venv, generated code and local state
 	rm -rf $(VENV) $(GEN)/vigil var
 
-.PHONY: help venv proto setup tools asyncapi run demo test test-unit test-integration test-e2e lint bench lock clean
+.PHONY: help venv proto setup prometheus tools asyncapi run demo test test-unit test-integration test-e2e lint bench lock clean
