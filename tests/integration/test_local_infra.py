@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from vigil_common import kafka
 from vigil_local import broker as local_broker
 from vigil_local import database, ports
 from vigil_local.supervisor import Supervisor
@@ -45,8 +46,8 @@ async def test_embedded_broker_round_trips_a_record_and_leaves_nothing_behind(tm
         bootstrap, pid, port = broker.bootstrap, broker.pid, broker.port
         assert bootstrap == f"127.0.0.1:{port}"
         topic = _unique("vigil.test.local-infra")
-        await local_broker.ensure_topics(bootstrap, [topic], partitions=3)
-        await local_broker.ensure_topics(bootstrap, [topic], partitions=3)  # idempotent
+        await kafka.ensure_topics(bootstrap, [topic], partitions=3)
+        await kafka.ensure_topics(bootstrap, [topic], partitions=3)  # idempotent
 
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
         await producer.start()

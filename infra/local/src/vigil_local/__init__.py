@@ -1,9 +1,9 @@
 """Local stand-ins for the real parts: embedded broker, PostgreSQL resolution, a supervisor."""
 
+from vigil_common.kafka import ensure_topics
 from vigil_local.broker import (
     BrokerStartError,
     EmbeddedBroker,
-    ensure_topics,
     resolve_bootstrap,
     tansu_binary,
 )

@@ -24,8 +24,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vigil_common import db, topics
+from vigil_common.kafka import ensure_topics
 from vigil_gateway.adapters.postgres import create_token
-from vigil_local.broker import EmbeddedBroker, ensure_topics, resolve_bootstrap
+from vigil_local.broker import EmbeddedBroker, resolve_bootstrap
 from vigil_local.database import (
     ResolvedDatabase,
     create_database_if_missing,

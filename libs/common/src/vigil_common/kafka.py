@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from prometheus_client import Counter
 
 from vigil_common import envelope, logs, topics, tracing
@@ -54,20 +55,54 @@ async def producer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
         await p.stop()
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 3) -> None:
-    """Create topics that do not exist yet (idempotent on Kafka and on the embedded broker)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 3,
+    *,
+    replication_factor: int = 1,
+    timeout: float = 15.0,
+) -> None:
+    """Create the named topics unless they exist, and wait until metadata lists them all.
+
+    Idempotent: tansu answers a duplicate creation without error, real Kafka with
+    TOPIC_ALREADY_EXISTS; both count as success. Existing topics keep their partition count.
+
+    Raises:
+        KafkaError: the broker refused a topic for any other reason.
+        TimeoutError: the topics did not appear in metadata within `timeout` seconds.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=1)
-                     for n in missing])
+        try:
+            response = await admin.create_topics(
+                [NewTopic(n, partitions, replication_factor) for n in wanted]
+            )
+        except TopicAlreadyExistsError:
+            response = None
+        if response is not None:
+            for topic_error in response.topic_errors:
+                topic, code = topic_error[0], topic_error[1]
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(code)(f"creating topic {topic!r}")
+        await _wait_listed(admin, wanted, time.monotonic() + timeout)
     finally:
         await admin.close()
+
+
+async def _wait_listed(admin: AIOKafkaAdminClient, wanted: list[str], deadline: float) -> None:
+    # Real Kafka creates topics asynchronously; producers racing it get UNKNOWN_TOPIC errors.
+    while True:
+        missing = set(wanted) - set(await admin.list_topics())
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"topics not visible in metadata: {sorted(missing)}")
+        await asyncio.sleep(0.05)
 
 
 def _consumer(settings: KafkaSettings, group: str, names: list[str]) -> AIOKafkaConsumer:
