@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -27,24 +28,44 @@ CHANNEL = "vigil_outbox"
 PUBLISHED = Counter("vigil_outbox_published_total", "Outbox rows published", ["producer"])
 
 
+@dataclass(frozen=True)
+class Item:
+    """One event to queue: where it goes, its key, the message and a stable id if any."""
+
+    topic: str
+    key: str
+    message: pb_message.Message
+    event_id: str | None = None
+
+
 async def add(conn: asyncpg.Connection, producer: str, topic: str, key: str,
               message: pb_message.Message, *, event_id: str | None = None,
               time: datetime | None = None) -> None:
-    """Queue ``message`` for ``topic`` inside the caller's transaction.
+    """Queue ``message`` for ``topic`` inside the caller's transaction (see ``add_many``)."""
+    await add_many(conn, producer, [Item(topic, key, message, event_id)], time=time)
 
-    The event carries a ``traceparent``: a new span of the current trace (the consumed event's
+
+async def add_many(conn: asyncpg.Connection, producer: str, items: list[Item], *,
+                   time: datetime | None = None) -> None:
+    """Queue several events in the caller's transaction, in order, with one round trip for
+    the rows and one NOTIFY.
+
+    Each event carries a ``traceparent``: a new span of the current trace (the consumed event's
     or the API call's, see ``vigil_common.tracing``), or of a new trace when there is none.
     """
+    if not items:
+        return
     current = tracing.current()
-    trace = current.child() if current is not None else tracing.new_trace()
-    headers, value = envelope.encode(message, source=producer, event_id=event_id, time=time,
-                                     traceparent=trace)
-    await conn.execute(
+    rows = []
+    for item in items:
+        trace = current.child() if current is not None else tracing.new_trace()
+        headers, value = envelope.encode(item.message, source=producer, event_id=item.event_id,
+                                         time=time, traceparent=trace)
+        rows.append((producer, item.topic, item.key.encode(), [h for h, _ in headers],
+                     [v.decode() for _, v in headers], value))
+    await conn.executemany(
         "INSERT INTO outbox (producer, topic, key, header_names, header_values, value) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        producer, topic, key.encode(), [h for h, _ in headers], [v.decode() for _, v in headers],
-        value,
-    )
+        "VALUES ($1, $2, $3, $4, $5, $6)", rows)
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, producer)
 
 

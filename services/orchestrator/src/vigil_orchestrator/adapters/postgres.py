@@ -261,11 +261,10 @@ class PostgresStore:
 
 async def _emit(conn: asyncpg.Connection, decision: Decision, now: datetime) -> None:
     ex = decision.execution
-    for cmd in decision.commands:
-        await outbox.add(conn, PRODUCER, topics.dispatch_commands(ex.version), ex.id,
+    items = [outbox.Item(topics.dispatch_commands(ex.version), ex.id,
                          translate.dispatch_command(ex, cmd, now),
-                         event_id=f"dispatch/{cmd.task_id}/{cmd.attempt}", time=now)
-    for ev in decision.events:
-        await outbox.add(conn, PRODUCER, topics.EXECUTIONS, ex.id,
-                         translate.lifecycle_event(ex, ev, now), event_id=ev.event_id, time=now)
+                         f"dispatch/{cmd.task_id}/{cmd.attempt}") for cmd in decision.commands]
+    items += [outbox.Item(topics.EXECUTIONS, ex.id, translate.lifecycle_event(ex, ev, now),
+                          ev.event_id) for ev in decision.events]
+    await outbox.add_many(conn, PRODUCER, items, time=now)
     await conn.execute("SELECT pg_notify($1, $2)", WATCH_CHANNEL, ex.id)
