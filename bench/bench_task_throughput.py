@@ -7,7 +7,7 @@ publishes DispatchTask commands on vigil.v1.dispatch.commands and reads TaskSucc
 vigil.v1.task.results; a task's latency is from its command's send to its result's arrival.
 
   latency:    BENCH_PACED (200) tasks at 20/s, so queueing does not count
-  throughput: BENCH_BURST (2000) tasks sent at once, tasks/s from first send to last result
+  throughput: BENCH_BURST (500) tasks sent at once, tasks/s from first send to last result
   reference:  gRPC health Check on the same gateway process: p50/p99 one at a time, and
               calls/s with 32 in flight (the bare round trip Vigil's path is made of)
 """
@@ -34,7 +34,7 @@ from vigil_local.plane import DelegatePlane
 
 DELEGATES = int(os.environ.get("BENCH_DELEGATES", "4"))
 PACED = int(os.environ.get("BENCH_PACED", "200"))
-BURST = int(os.environ.get("BENCH_BURST", "2000"))
+BURST = int(os.environ.get("BENCH_BURST", "500"))
 ACCOUNT = "bench"
 
 

@@ -2,8 +2,10 @@
 
 Each handler runs in one transaction with its inbox claim and outbox rows. Rows are locked in
 one order, task first, then the account's delegates (FOR UPDATE), so two dispatchers never
-overbook a delegate; a deadlock between a handler and the sweeper aborts one transaction,
-which is retried (the consume loop retries handlers, the sweeper its next round).
+overbook a delegate; a task row locked by another transaction is skipped, not waited for
+(a handler holding delegate rows would otherwise deadlock with the sweeper). A deadlock that
+still happens aborts one transaction, which is retried (the consume loop retries handlers,
+the sweeper its next round).
 Timeouts are computed from the stored timestamps, so a restarted dispatcher picks up where
 the previous one stopped (the sweep is durable).
 """
@@ -71,6 +73,7 @@ class PostgresDispatch:
         async with self._pool.acquire() as conn, conn.transaction():
             if not await inbox.claim(conn, self.consumer, event_id):
                 return 0
+            await self._lock_delegates(conn, ev.account_id)
             updated = await conn.fetchval(
                 "INSERT INTO delegates (delegate_id, account_id, name, version, capabilities, "
                 "gateway_id, session, connected, selectors, max_tasks) "
@@ -122,10 +125,11 @@ class PostgresDispatch:
             if not await inbox.claim(conn, self.consumer, event_id):
                 return False
             task = await conn.fetchrow(
-                "SELECT status, delegate_id FROM tasks WHERE task_id = $1 AND attempt = $2 "
-                "FOR UPDATE", ev.task_id, ev.attempt)
+                "SELECT status, delegate_id, account_id FROM tasks WHERE task_id = $1 "
+                "AND attempt = $2 FOR UPDATE", ev.task_id, ev.attempt)
             if task is None:
                 return False
+            await self._lock_delegates(conn, task["account_id"])
             status = TaskStatus(task["status"])
             if status is TaskStatus.ASSIGNED and task["delegate_id"] == ev.delegate_id:
                 await conn.execute(
@@ -155,6 +159,7 @@ class PostgresDispatch:
                 task_id, attempt, _OPEN)
             if task is None:
                 return
+            await self._lock_delegates(conn, task["account_id"])
             await conn.execute(
                 "UPDATE tasks SET status = $3, finished_at = now() WHERE task_id = $1 "
                 "AND attempt = $2", task_id, attempt, "SUCCEEDED" if success else "FAILED")
@@ -169,10 +174,20 @@ class PostgresDispatch:
                     if await self._assign(conn, row["task_id"], row["attempt"]):
                         break
 
+    @staticmethod
+    async def _lock_delegates(conn: asyncpg.Connection, account_id: str) -> None:
+        """Lock the account's delegate rows in id order, the order _assign uses, before
+        changing any one of them: one order everywhere, so no lock cycle between handlers
+        and the sweeper."""
+        await conn.execute("SELECT 1 FROM delegates WHERE account_id = $1 ORDER BY delegate_id "
+                           "FOR UPDATE", account_id)
+
     async def _assign(self, conn: asyncpg.Connection, task_id: str, attempt: int) -> str | None:
+        # SKIP LOCKED: a task another transaction is assigning (the sweeper, another
+        # dispatcher) is theirs; waiting for it while holding delegate rows would deadlock.
         task = await conn.fetchrow(
             "SELECT * FROM tasks WHERE task_id = $1 AND attempt = $2 AND status = 'QUEUED' "
-            "FOR UPDATE", task_id, attempt)
+            "FOR UPDATE SKIP LOCKED", task_id, attempt)
         if task is None:
             return None
         rows = await conn.fetch(
@@ -253,6 +268,7 @@ class PostgresDispatch:
                           f"timeout of {t['timeout_seconds']:g}s plus "
                           f"{self._t.result_grace_seconds:g}s grace (task was {t['status']})")
                 await self._expire(conn, t, reason, tasks_pb2.TASK_FAILURE_KIND_NO_RESULT)
+                await self._lock_delegates(conn, t["account_id"])
                 await conn.execute(
                     "UPDATE delegates SET running_tasks = greatest(running_tasks - 1, 0) "
                     "WHERE delegate_id = $1", t["delegate_id"])
@@ -263,12 +279,14 @@ class PostgresDispatch:
         (same attempt, new validity period), then try to assign them elsewhere."""
         async with self._pool.acquire() as conn, conn.transaction():
             tasks = await conn.fetch(
-                "SELECT t.task_id, t.attempt, t.delegate_id FROM tasks t JOIN delegates d "
+                "SELECT t.task_id, t.attempt, t.delegate_id, t.account_id FROM tasks t "
+                "JOIN delegates d "
                 "ON d.delegate_id = t.delegate_id WHERE t.status = ANY($1::text[]) "
                 "AND t.vigil_version = $2 AND NOT d.connected AND d.disconnected_at < now() - "
                 "$3 * interval '1 second' LIMIT $4 FOR UPDATE OF t SKIP LOCKED",
                 _IN_FLIGHT, self._version, self._t.requeue_after_seconds, limit)
             for t in tasks:
+                await self._lock_delegates(conn, t["account_id"])
                 await conn.execute(
                     "UPDATE tasks SET status = 'QUEUED', delegate_id = NULL, assigned_at = NULL, "
                     "started_at = NULL, requeues = requeues + 1, "
