@@ -64,10 +64,15 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
         delegate_id = delegate_id_for(reg.account_id, reg.name)
         link = self._connections.add(Link(delegate_id, reg.account_id, hash_token(reg.token),
                                           frozenset(reg.capabilities)))
-        session = await self._store.open_session(tasks_pb2.DelegateConnected(
-            delegate_id=delegate_id, account_id=reg.account_id, name=reg.name, version=version,
-            capabilities=list(reg.capabilities), gateway_id=self._gateway_id,
-            connected_at=_now(), selectors=list(reg.selectors), max_tasks=reg.max_tasks))
+        try:
+            session = await self._store.open_session(tasks_pb2.DelegateConnected(
+                delegate_id=delegate_id, account_id=reg.account_id, name=reg.name,
+                version=version, capabilities=list(reg.capabilities),
+                gateway_id=self._gateway_id, connected_at=_now(),
+                selectors=list(reg.selectors), max_tasks=reg.max_tasks))
+        except BaseException:
+            self._connections.remove(link)  # never left registered without a session
+            raise
         log.info("delegate connected", delegate_id=delegate_id, name=reg.name,
                  account_id=reg.account_id, session=session)
         await context.write(delegate_pb2.GatewayMessage(registered=delegate_pb2.Registered(
