@@ -7,7 +7,9 @@ with their counts. Signatures of the same length are grouped the way Brain (Yu e
 1. Within one length, count how often each (position, token) occurs.
 2. A signature's *root* is its set of tokens that share the frequency most of its tokens have
    (ties go to the higher frequency): the words every line of its logging statement repeats.
-   Signatures with the same root, plus the tokens more frequent than it, start one group.
+   Signatures with the same root start one group. Tokens more frequent than the root are
+   left out of it on purpose: a word value shared with another statement of the same length
+   ("tenant acme" in two statements) would otherwise split the rarer statement by value.
 3. Inside a group, the other positions are split top-down: the position with the fewest
    distinct values is a constant (and splits the group) while it has at most
    :data:`MAX_CONSTANT_VALUES` values and no wildcard among them; every remaining position
@@ -110,7 +112,7 @@ def _root(signature: Signature, frequency: Counter[tuple[int, str]]
         return ()
     root_frequency = max(per_frequency, key=lambda f: (per_frequency[f], f))
     return tuple((position, token) for position, token in enumerate(signature)
-                 if frequency[(position, token)] >= root_frequency and token != WILDCARD)
+                 if frequency[(position, token)] == root_frequency and token != WILDCARD)
 
 
 def _looks_variable(values: set[str]) -> bool:
