@@ -134,24 +134,36 @@ async def dead_letter(prod: AIOKafkaProducer, record: ConsumerRecord, reason: st
 
 
 async def consume(settings: KafkaSettings, group: str, names: list[str], handler: Handler,
-                  prod: AIOKafkaProducer, ready: asyncio.Event | None = None) -> None:
+                  prod: AIOKafkaProducer, ready: asyncio.Event | None = None, *,
+                  concurrent_partitions: bool = False) -> None:
     """Consume ``names`` as ``group`` until cancelled; see the module docstring for the rules.
 
     A handler exception other than RejectedEvent is treated as transient (database down, ...):
     the record is retried with backoff and never skipped, so nothing is lost.
+
+    Records of one partition are always handled one after another, in order. With
+    ``concurrent_partitions`` the partitions of one poll are handled side by side (for handlers
+    whose transactions touch only the rows of their record's key, like the orchestrator's).
     """
     consumer = _consumer(settings, group, names)
     await consumer.start()
+
+    async def partition(tp: object, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            await _handle(record, handler, prod)
+        await consumer.commit({tp: records[-1].offset + 1})
+
     try:
         if ready is not None:
             await _wait_assigned(consumer)
             ready.set()
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=200)
-            for tp, records in batches.items():
-                for record in records:
-                    await _handle(record, handler, prod)
-                await consumer.commit({tp: records[-1].offset + 1})
+            if concurrent_partitions:
+                await asyncio.gather(*(partition(tp, rs) for tp, rs in batches.items()))
+            else:
+                for tp, records in batches.items():
+                    await partition(tp, records)
     finally:
         await consumer.stop()
 

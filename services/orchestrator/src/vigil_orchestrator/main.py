@@ -40,7 +40,7 @@ async def main() -> None:
                               [topics.task_results(common.version),
                                topics.verification_verdicts(common.version),
                                topics.ARTIFACTS],
-                              handlers.on_event, producer),
+                              handlers.on_event, producer, concurrent_partitions=True),
                 outbox.relay(pool, producer, PRODUCER),
                 _sweep(handlers, settings.deadline_sweep_seconds),
             )
