@@ -171,6 +171,10 @@ class _FakeConnection:
         if query.startswith("INSERT INTO outbox"):
             self.rows.append(args)
 
+    async def executemany(self, query: str, rows: list[tuple[Any, ...]]) -> None:
+        if query.startswith("INSERT INTO outbox"):
+            self.rows.extend(rows)
+
     def traceparent(self, n: int) -> str:
         _producer, _topic, _key, names, values, _value = self.rows[n]
         return dict(zip(names, values, strict=True))[tracing.HEADER]

@@ -41,7 +41,7 @@ class RegistrationRefused(Exception):
 class Agent:
     def __init__(self, settings: Settings, runner: Runner | None = None):
         self.settings = settings
-        self.runner = runner or Runner(settings.workdir)
+        self.runner = runner or Runner(settings.workdir, kubeconfig=settings.kubeconfig)
         self.pending = PendingReports(settings.workdir / "pending")
         self.gateway_id = ""  # of the current session, for logs and tests
         self._slots = asyncio.Semaphore(settings.max_tasks)

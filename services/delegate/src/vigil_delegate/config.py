@@ -36,6 +36,9 @@ class Settings:
     # when it differs from the host in DELEGATE_GATEWAY.
     tls_server_name: str
     log_level: str  # LOG_LEVEL, default INFO
+    # DELEGATE_KUBECONFIG, default "": kubeconfig for Kubernetes tasks; empty means the
+    # in-cluster service account, else $KUBECONFIG or ~/.kube/config.
+    kubeconfig: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -61,4 +64,5 @@ class Settings:
             tls_ca=Path(ca) if ca else None,
             tls_server_name=get_str(environ, "DELEGATE_TLS_SERVER_NAME", ""),
             log_level=get_str(environ, "LOG_LEVEL", "INFO").upper(),
+            kubeconfig=get_str(environ, "DELEGATE_KUBECONFIG", ""),
         )
