@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -134,8 +135,11 @@ async def hop_latencies(bootstrap: str, execution_ids: set[str]) -> dict[str, li
 
 async def main(executions: int, concurrency: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
+        # One delegate with room for every concurrent execution's task: the engine, not the
+        # delegate's slots, is what this measures (the delegate plane has its own benchmark).
         config = StackConfig(state_dir=Path(tmp),
-                             database_name=f"vigil_bench_{uuid.uuid4().hex[:6]}")
+                             database_name=f"vigil_bench_{uuid.uuid4().hex[:6]}",
+                             environ={**os.environ, "DELEGATE_MAX_TASKS": "64"})
         async with Stack(config, out=sys.stderr) as stack:
             try:
                 return await _run(stack, executions, concurrency)
