@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from google.protobuf import descriptor as pb_descriptor
 
-from vigil.events.v1 import artifact_pb2, execution_pb2, verification_pb2
+from vigil.events.v1 import artifact_pb2, execution_pb2, verification_pb2, versions_pb2
 from vigil_common import envelope, topics, tracing
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml"
@@ -78,6 +78,14 @@ def channels() -> list[Channel]:
             "orchestrator starts the pipelines whose artifact trigger names that service.",
             [artifact_pb2.ArtifactPublished.DESCRIPTOR],
             "service (`service` of the payload)", "receive", "receiveArtifacts"),
+        Channel(
+            "versions", topics.VERSIONS, "Primary version of Vigil",
+            "One PrimaryVersionChanged whenever the upgrade procedure switches or rolls back the "
+            "version that takes new API calls and executions (docs/upgrades.md), published in "
+            "the transaction that changes the primary record.",
+            [versions_pb2.PrimaryVersionChanged.DESCRIPTOR],
+            "the literal `primary`: every change on one partition, in order", "send",
+            "publishPrimaryVersionChanges"),
     ]
 
 

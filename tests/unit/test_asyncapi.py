@@ -41,7 +41,7 @@ def test_the_committed_document_is_the_generators_output():
 def test_it_describes_exactly_the_public_topics():
     assert DOCUMENT["asyncapi"] == "3.0.0"
     assert sorted(c["address"] for c in DOCUMENT["channels"].values()) == sorted(
-        [topics.EXECUTIONS, topics.VERIFICATIONS, topics.ARTIFACTS])
+        [topics.EXECUTIONS, topics.VERIFICATIONS, topics.ARTIFACTS, topics.VERSIONS])
 
 
 def test_the_executions_channel_carries_every_lifecycle_event_but_not_its_building_blocks():

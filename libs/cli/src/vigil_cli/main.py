@@ -26,7 +26,7 @@ import sys
 # Command modules, each with `register(subparsers)`; a module adds its own sub-commands.
 COMMAND_MODULES = [
     "vigil_cli.pipelines", "vigil_cli.executions", "vigil_cli.tokens", "vigil_cli.delegates",
-    "vigil_cli.logs", "vigil_cli.verify",
+    "vigil_cli.logs", "vigil_cli.verify", "vigil_cli.upgrade",
 ]
 
 

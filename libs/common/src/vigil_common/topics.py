@@ -11,6 +11,7 @@ from __future__ import annotations
 EXECUTIONS = "vigil.public.executions"
 VERIFICATIONS = "vigil.public.verifications"
 ARTIFACTS = "vigil.public.artifacts"  # ArtifactPublished, from CI; starts triggered pipelines
+VERSIONS = "vigil.public.versions"  # PrimaryVersionChanged, from the upgrade procedure (issue 4)
 
 
 def dispatch_commands(version: str) -> str:
@@ -71,5 +72,5 @@ def all_topics(version: str) -> list[str]:
         task_results(version), analysis_metrics(version), analysis_logs(version),
         verification_verdicts(version), task_progress(version), broadcast_results(version),
     ]
-    public = [EXECUTIONS, VERIFICATIONS, ARTIFACTS]
+    public = [EXECUTIONS, VERIFICATIONS, ARTIFACTS, VERSIONS]
     return internal + public + [dead_letter(t) for t in internal + public]

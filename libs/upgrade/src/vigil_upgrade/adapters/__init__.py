@@ -1,0 +1,1 @@
+"""Where the upgrade procedure meets the world: PostgreSQL, local processes, Kubernetes."""
