@@ -9,7 +9,6 @@ and an embedded PostgreSQL, leaving nothing running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import sys
@@ -20,12 +19,11 @@ from pathlib import Path
 from typing import TextIO
 
 import asyncpg
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vigil_common import db, topics
 from vigil_common.kafka import ensure_topics
 from vigil_gateway.adapters.postgres import create_token
+from vigil_local import readiness
 from vigil_local.broker import EmbeddedBroker, resolve_bootstrap
 from vigil_local.database import (
     ResolvedDatabase,
@@ -179,19 +177,8 @@ class Stack:
         await self.supervisor.start(name, [sys.executable, "-m", "vigil_delegate"], env)
 
     async def _wait_serving(self, address: str, name: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                self._check_alive(name)
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} not serving on {address} after {timeout:g}s; "
-                                       f"see {self.logs_dir / (name + '.log')}")
-                await asyncio.sleep(0.2)
+        await readiness.wait_serving(address, name, lambda: self._check_alive(name),
+                                     self.logs_dir / f"{name}.log", timeout, poll=0.2)
 
     async def _wait_delegate_connected(self, name: str, timeout: float = 60.0) -> None:
         assert self.database is not None
