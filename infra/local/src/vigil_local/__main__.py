@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from vigil_local.demo import run_demo
 from vigil_local.stack import Stack, StackConfig
+from vigil_upgrade.control import beside_stack
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -24,7 +26,7 @@ async def _main(mode: str, verbose: bool) -> int:
                          api_port=int(os.environ.get("API_PORT", "0") or 0),
                          gateway_port=int(os.environ.get("GATEWAY_PORT", "0") or 0),
                          echo_service_logs=verbose)
-    async with Stack(config) as stack:
+    async with Stack(config) as stack, contextlib.AsyncExitStack() as upgrades:
         print("\n== demo pipeline: v1 on two nodes, v2 canary on a third, verify, roll back ==",
               flush=True)
         outcome = await run_demo(stack)
@@ -35,12 +37,22 @@ async def _main(mode: str, verbose: bool) -> int:
               f"{outcome.execution.execution_id}", flush=True)
         if mode == "demo":
             return 0 if outcome.ok else 1
-        print(f"\nVigil is running: API {stack.api_address}, delegate gateway "
+        # Issue 4: the router (API of the primary version) and the goal-file controller that
+        # starts and stops further versions for `vigil upgrade` (docs/upgrades.md).
+        control = await upgrades.enter_async_context(beside_stack(
+            stack, router_port=int(os.environ.get("ROUTER_PORT", "0") or 0)))
+        print(f"\nVigil is running: API {control.router_address} (primary version; "
+              f"{stack.config.version} directly: {stack.api_address}), delegate gateway "
               f"{stack.gateway_address}, logs in {stack.logs_dir}. Ctrl-C stops everything.\n"
               f"Try the CLI in another terminal:\n"
-              f"  export VIGIL_API={stack.api_address} VIGIL_API_KEY={stack.api_key}\n"
+              f"  export VIGIL_API={control.router_address} VIGIL_API_KEY={stack.api_key}\n"
               f"  .venv/bin/vigil list\n"
-              f"  .venv/bin/vigil get execution {outcome.execution.execution_id}",
+              f"  .venv/bin/vigil get execution {outcome.execution.execution_id}\n"
+              f"Upgrade Vigil itself without downtime (versions side by side):\n"
+              f"  export DATABASE_URL={stack.database.url} "
+              f"VIGIL_UPGRADE_GOAL={control.goal.path}\n"
+              f"  .venv/bin/vigil upgrade run v2 && .venv/bin/vigil upgrade status\n"
+              f"  .venv/bin/vigil upgrade rollback",
               flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ from vigil_common import db
 from vigil_upgrade import router
 from vigil_upgrade.adapters.local import (
     READY,
+    STOPPED,
     Controller,
     DelegateSpec,
     GoalFile,
@@ -52,6 +53,11 @@ async def beside_stack(stack: object, *, router_port: int = 0,
     goal = GoalFile(goal_path or cfg.state_dir / "upgrade" / "goal.json")
     async with db.pool(stack.database.url, max_size=4) as pool:  # type: ignore[attr-defined]
         store = VersionStore(pool)
+        for stale in await store.versions():
+            # Other versions' processes ended with the previous `make run`; the controller
+            # starts them again if the goal file still lists them.
+            if stale != version:
+                await store.register(stale, STOPPED)
         await store.register(version, READY, stack.api_address,  # type: ignore[attr-defined]
                              stack.gateway_address)  # type: ignore[attr-defined]
         primary = await store.initialize(version, by="make run")

@@ -136,7 +136,7 @@ class Forwarder(grpc.GenericRpcHandler):
                 reply = await call
             except grpc.aio.AioRpcError as exc:
                 await context.abort(exc.code(), exc.details() or "",
-                                    exc.trailing_metadata() or None)
+                                    _trailers(exc))
             context.set_trailing_metadata(await call.trailing_metadata() or ())
             return reply
         finally:
@@ -157,7 +157,7 @@ class Forwarder(grpc.GenericRpcHandler):
                     yield reply
             except grpc.aio.AioRpcError as exc:
                 await context.abort(exc.code(), exc.details() or "",
-                                    exc.trailing_metadata() or None)
+                                    _trailers(exc))
         finally:
             call.cancel()
             backend.in_flight -= 1
@@ -165,6 +165,12 @@ class Forwarder(grpc.GenericRpcHandler):
 
 class _NoPrimary(Exception):
     pass
+
+
+def _trailers(exc: grpc.aio.AioRpcError) -> tuple[tuple[str, str | bytes], ...]:
+    """The backend's trailers, rich error details (grpc-status-details-bin) included."""
+    return tuple((k, v) for k, v in exc.trailing_metadata() or ()
+                 if k not in ("grpc-status", "grpc-message"))
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str | bytes], ...]:
