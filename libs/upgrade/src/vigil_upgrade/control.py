@@ -37,6 +37,7 @@ class LocalControl:
     versions: LocalVersions
     pool: object
     bootstrap: str
+    routes: router.Routes  # the router's current backend and draining ones (for measuring)
 
     def procedure(self, **kwargs: object) -> Procedure:
         """The upgrade procedure as ``vigil upgrade`` runs it (through the goal file)."""
@@ -79,9 +80,9 @@ async def beside_stack(stack: object, *, router_port: int = 0,
         controller = Controller(versions, store, goal)
         task = asyncio.create_task(controller.run(), name="upgrade-controller")
         try:
-            async with router.serve(router_port, pool, stack.bootstrap) as (port, _):  # type: ignore[attr-defined]
+            async with router.serve(router_port, pool, stack.bootstrap) as (port, routes):  # type: ignore[attr-defined]
                 yield LocalControl(f"127.0.0.1:{port}", goal, store, versions, pool,
-                                   stack.bootstrap)  # type: ignore[attr-defined]
+                                   stack.bootstrap, routes)  # type: ignore[attr-defined]
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
