@@ -147,3 +147,16 @@ def test_the_procedure_converges_and_never_breaks_its_rules(old_execs, health_de
     assert world.view(primary).running
     assert [v for v in world.versions.values() if v.running and v.version not in
             (primary, target)] == []
+
+
+def test_the_primary_of_an_inputs_time_acts_on_it():
+    from datetime import timedelta
+
+    from vigil_upgrade.domain import responsible_version
+
+    switched = Primary("v2", "v1", 2, changed_at=NOW)
+    assert responsible_version(None, NOW) is None
+    assert responsible_version(switched, NOW + timedelta(seconds=1)) == "v2"
+    assert responsible_version(switched, NOW - timedelta(seconds=1)) == "v1"
+    assert responsible_version(switched, NOW - timedelta(seconds=1), frozenset({"v1"})) == "v2"
+    assert responsible_version(Primary("v1", changed_at=NOW), NOW - timedelta(days=1)) == "v1"

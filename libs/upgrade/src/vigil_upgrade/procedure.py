@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from vigil_upgrade.adapters.local import READY, GoalFile, grpc_serving
+from vigil_upgrade.adapters.local import READY, STOPPED, GoalFile, grpc_serving
 from vigil_upgrade.adapters.postgres import VersionStore, publish_pending
 from vigil_upgrade.domain import (
     Done,
@@ -22,6 +22,7 @@ from vigil_upgrade.domain import (
     VersionView,
     Wait,
     World,
+    check_version_name,
     next_upgrade_action,
     plan_finish,
     plan_rollback,
@@ -37,6 +38,7 @@ class Platform(Protocol):
     async def running(self) -> list[str]: ...
     async def problems(self, version: str) -> list[str]: ...
     async def route(self, version: str) -> None: ...
+    async def endpoints(self, version: str) -> tuple[str, str]: ...
 
 
 class LocalPlatform:
@@ -76,6 +78,10 @@ class LocalPlatform:
 
     async def route(self, version: str) -> None:
         """Nothing to do: the router follows the primary record (LISTEN vigil_primary)."""
+
+    async def endpoints(self, version: str) -> tuple[str, str]:
+        reg = (await self._store.versions()).get(version)
+        return (reg.api_address, reg.gateway_address) if reg else ("", "")
 
     async def _await_state(self, version: str, state: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -134,10 +140,10 @@ class Procedure:
                                    f"{getattr(action, 'reason', action)}")
             if isinstance(action, StopVersion):
                 self._say(f"tearing down {action.version} (no execution runs on it)")
-                await self._platform.stop(action.version, left)
+                await self._stop(action.version, left)
             elif isinstance(action, StartVersion):
                 self._say(f"starting {action.version} beside the primary")
-                await self._platform.start(action.version, left)
+                await self.start(action.version, left)
             elif isinstance(action, SwitchPrimary):
                 await self._switch(action, f"upgrade to {target}")
             elif isinstance(action, Wait):
@@ -148,7 +154,13 @@ class Procedure:
 
     async def start(self, target: str, timeout: float = 600.0) -> None:
         """Only bring ``target`` up beside the primary (no switch)."""
+        check_version_name(target)
         await self._platform.start(target, timeout)
+        await self._store.register(target, READY, *await self._platform.endpoints(target))
+
+    async def _stop(self, version: str, timeout: float) -> None:
+        await self._platform.stop(version, timeout)
+        await self._store.register(version, STOPPED)
 
     async def switch(self, target: str, reason: str = "") -> Primary:
         return await self._switch(plan_switch(await self.observe(), target),
@@ -168,7 +180,7 @@ class Procedure:
             for action in actions:
                 if isinstance(action, StopVersion):
                     self._say(f"tearing down {action.version}")
-                    await self._platform.stop(action.version, max(30.0, timeout))
+                    await self._stop(action.version, max(30.0, timeout))
                 elif isinstance(action, Done):
                     self._say(action.summary)
             if not waits:

@@ -191,6 +191,13 @@ class Handlers:
         """Task results and verdicts from this version's topics; artifact triggers."""
         msg = env.message
         if isinstance(msg, artifact_pb2.ArtifactPublished):
+            # Every version's orchestrator reads the public artifacts topic; the primary of
+            # the event's time starts the executions (issue 4, docs/upgrades.md).
+            acting = await self._store.version_acting_at(env.time)
+            if acting is not None and acting != self._version:
+                log.info("artifact left to the primary version", primary=acting,
+                         event_id=env.id)
+                return
             await self._on_artifact(env.id, msg)
             return
         event: Event

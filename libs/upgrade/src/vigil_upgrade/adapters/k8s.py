@@ -309,6 +309,12 @@ class KubernetesPlatform:
                 problems.append(f"{name}: {ready}/{want} ready")
         return problems
 
+    async def endpoints(self, version: str) -> tuple[str, str]:
+        """The in-cluster addresses of the version's API and delegate gateway Services."""
+        return (f"vigil-orchestrator-{version}.{self._ns}.svc:{SERVICES['orchestrator'][1]}",
+                f"vigil-delegate-gateway-{version}.{self._ns}.svc:"
+                f"{SERVICES['delegate-gateway'][1]}")
+
     async def primary_version(self) -> str:
         svc = await asyncio.to_thread(self._core.read_namespaced_service, "vigil-api", self._ns)
         return svc.spec.selector.get(VERSION_LABEL, "")

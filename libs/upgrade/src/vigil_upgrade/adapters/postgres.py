@@ -17,7 +17,7 @@ from google.protobuf import timestamp_pb2
 
 from vigil.events.v1 import versions_pb2
 from vigil_common import outbox, topics
-from vigil_upgrade.domain import Primary, PrimaryChangeKind, UpgradeError
+from vigil_upgrade.domain import Primary, PrimaryChangeKind, UpgradeError, responsible_version
 
 PRODUCER = "upgrade"
 CHANNEL = "vigil_primary"  # NOTIFY payload: the new primary version
@@ -111,6 +111,14 @@ class VersionStore:
         rows = await self._pool.fetch("SELECT version, count(*) AS n FROM delegates "
                                       "WHERE connected GROUP BY version")
         return {r["version"]: r["n"] for r in rows}
+
+
+async def responsible_version_at(pool: asyncpg.Pool, at: datetime) -> str | None:
+    """``domain.responsible_version`` from the stored record and the stopped versions."""
+    row = await pool.fetchrow("SELECT * FROM vigil_primary")
+    stopped = await pool.fetch("SELECT version FROM vigil_versions WHERE state = 'STOPPED'")
+    return responsible_version(_primary(row) if row else None, at,
+                               frozenset(r["version"] for r in stopped))
 
 
 async def publish_pending(pool: asyncpg.Pool, bootstrap: str) -> int:

@@ -252,3 +252,21 @@ def plan_finish(world: World) -> list[Action]:
         else:
             actions.append(StopVersion(name))
     return actions or [Done(f"only the primary {world.primary.version} runs")]
+
+
+def responsible_version(primary: Primary | None, at: datetime,
+                        stopped: frozenset[str] = frozenset()) -> str | None:
+    """The version that acts on a version-independent input (an artifact trigger on the
+    public topic, which every version's orchestrator reads) that happened at ``at``.
+
+    Every version decides alike from the same record: the version that was primary at ``at``,
+    i.e. the previous one for an input older than the last change, unless that one has been
+    torn down (``stopped``), then the current primary. None: no primary recorded (a single
+    version installation), so any version may act.
+    """
+    if primary is None:
+        return None
+    if (primary.previous_version and primary.changed_at is not None and at < primary.changed_at
+            and primary.previous_version not in stopped):
+        return primary.previous_version
+    return primary.version

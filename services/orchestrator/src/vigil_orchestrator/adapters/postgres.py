@@ -22,6 +22,7 @@ import asyncpg
 from vigil_common import inbox, outbox, topics
 from vigil_orchestrator import codec, translate
 from vigil_orchestrator.domain import Decision, Execution, PipelineSpec
+from vigil_upgrade.adapters import postgres as upgrade_records
 
 PRODUCER = "orchestrator"
 WATCH_CHANNEL = "vigil_execution"
@@ -118,6 +119,12 @@ class PostgresStore:
         return await self._pool.fetch(
             "SELECT * FROM pipelines WHERE account_id = $1 AND $2 = ANY(trigger_services) "
             "ORDER BY name", account_id, service)
+
+    async def version_acting_at(self, at: datetime) -> str | None:
+        """The Vigil version that acts on a public input of time ``at`` (issue 4: with
+        several versions running, only the primary of that moment starts executions); None
+        when no primary is recorded (one version: it acts)."""
+        return await upgrade_records.responsible_version_at(self._pool, at)
 
     # ---- executions -----------------------------------------------------------------------
 
