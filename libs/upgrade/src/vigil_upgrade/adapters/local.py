@@ -3,9 +3,11 @@
 Two pieces:
 
 - ``LocalVersions`` starts and stops the process set of a version (the five services, each from
-  its own entry point with ``VIGIL_VERSION``, and one delegate of that version), sharing the
-  broker and the database of the running stack, and records each version's endpoints and
-  state in ``vigil_versions``.
+  its own entry point with ``VIGIL_VERSION``), sharing the broker and the database of the
+  running stack, and records each version's endpoints and state in ``vigil_versions``. The
+  version's delegate is brought up by a delegate watcher (``python -m vigil_delegate.watcher``,
+  as on a customer's host): the version is added to the watcher's goal state
+  (``var/upgrade/watcher-goal.json``) and removed again at tear-down.
 - ``Controller`` is what the ``make run`` process runs beside the stack: it owns the control
   goal-state file (``var/upgrade/goal.json``, ``{"versions": ["v1", "v2"]}``), re-reads it when
   it changes, and reconciles: versions listed are started, versions no longer listed are torn
@@ -88,6 +90,9 @@ class LocalVersions:
         self._owned: dict[str, list[str]] = {}  # version -> process names
         self._grpc: dict[str, list[tuple[str, str]]] = {}  # version -> (name, address)
         self._adopted: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._watcher_goal = state_dir / "upgrade" / "watcher-goal.json"
+        self._watcher_status = state_dir / "upgrade" / "watcher-status.json"
+        self._watcher_started = False
 
     def owned(self) -> list[str]:
         """Versions this can tear down (started here or adopted with a ``stop``)."""
@@ -137,16 +142,7 @@ class LocalVersions:
                                    f"{'; '.join(problems)}")
             await asyncio.sleep(0.2)
         if self._delegate is not None:
-            d = self._delegate
-            name = f"{d.name}-{version}"
-            await self.supervisor.start(f"{name}", [sys.executable, "-m", "vigil_delegate"],
-                                        self._env(version, DELEGATE_GATEWAY=gateway,
-                                                  DELEGATE_ACCOUNT=d.account,
-                                                  DELEGATE_TOKEN=d.token, DELEGATE_NAME=name,
-                                                  DELEGATE_CAPABILITIES=d.capabilities,
-                                                  DELEGATE_WORKDIR=str(self._state_dir /
-                                                                       f"delegate-{version}")))
-            names.append(name)
+            await self._watch_delegate(version, gateway)
         await self._store.register(version, READY, api, gateway)
         log.info("version started", version=version, api=api, gateway=gateway)
 
@@ -155,6 +151,8 @@ class LocalVersions:
         if version not in self._owned and version not in self._adopted:
             raise UpgradeError(f"{version} is not a version this controller runs")
         await self._store.register(version, STOPPING)
+        if version in self._owned and self._delegate is not None:
+            await self._unwatch_delegate(version)
         if version in self._adopted:
             await self._adopted.pop(version)()
         for name in reversed(self._owned.pop(version, [])):
@@ -162,6 +160,68 @@ class LocalVersions:
         self._grpc.pop(version, None)
         await self._store.register(version, STOPPED)
         log.info("version stopped", version=version)
+
+    # ---- delegates through the watcher ----------------------------------------------------
+
+    def _delegate_name(self, version: str) -> str:
+        assert self._delegate is not None
+        return f"{self._delegate.name}-{version}"
+
+    async def _ensure_watcher(self) -> None:
+        """One delegate watcher for this machine, as on a customer's delegate host. It reads
+        the goal file at start and whenever its modification time changes."""
+        if self.supervisor.alive("watcher"):
+            return
+        d = self._delegate
+        assert d is not None
+        # Account, token and capabilities reach the delegates through the watcher's
+        # environment, so the token is not written into the goal file.
+        env = {**self._environ, "DELEGATE_ACCOUNT": d.account, "DELEGATE_TOKEN": d.token,
+               "DELEGATE_CAPABILITIES": d.capabilities, "PYTHONUNBUFFERED": "1"}
+        await self.supervisor.start("watcher", [
+            sys.executable, "-m", "vigil_delegate.watcher", "--goal", str(self._watcher_goal),
+            "--status-file", str(self._watcher_status),
+            "--log-dir", str(self._state_dir / "logs")], env)
+
+    def _read_watcher_goal(self) -> list[dict[str, object]]:
+        try:
+            return json.loads(self._watcher_goal.read_text())["delegates"]
+        except FileNotFoundError:
+            return []
+
+    def _write_watcher_goal(self, entries: list[dict[str, object]]) -> None:
+        self._watcher_goal.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._watcher_goal.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"delegates": entries}, indent=2) + "\n")
+        tmp.replace(self._watcher_goal)
+
+    async def _watch_delegate(self, version: str, gateway: str) -> None:
+        """Add this version's delegate to the watcher's goal (it starts it)."""
+        name = self._delegate_name(version)
+        # Entries left in the file by an earlier run point at gateways that are gone.
+        kept = self._read_watcher_goal() if self._watcher_started else []
+        self._watcher_started = True
+        entries = [e for e in kept if e.get("name") != name]
+        entries.append({"name": name, "version": version, "env": {
+            "DELEGATE_GATEWAY": gateway,
+            "DELEGATE_WORKDIR": str(self._state_dir / f"delegate-{version}")}})
+        self._write_watcher_goal(entries)
+        await self._ensure_watcher()
+
+    async def _unwatch_delegate(self, version: str, timeout: float = 20.0) -> None:
+        """Remove this version's delegate from the watcher's goal; wait until it stopped."""
+        name = self._delegate_name(version)
+        self._write_watcher_goal([e for e in self._read_watcher_goal() if e.get("name") != name])
+        deadline = time.monotonic() + timeout
+        while self.supervisor.alive("watcher") and time.monotonic() < deadline:
+            try:
+                status = json.loads(self._watcher_status.read_text())
+            except (OSError, ValueError):
+                status = {"delegates": []}
+            if not any(d["name"] == name and d["state"] == "running"
+                       for d in status["delegates"]):
+                return
+            await asyncio.sleep(0.1)
 
     async def problems(self, version: str) -> list[str]:
         """Why ``version`` is not serving: exited processes, gRPC health not SERVING."""
