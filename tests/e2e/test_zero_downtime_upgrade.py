@@ -132,9 +132,9 @@ async def _cli(*argv: str, database_url: str, goal, bootstrap: str) -> str:
 
 
 async def _check_counts(bootstrap: str, execution_id: str, version: str,
-                        steps: list[str], delegate_steps: int) -> None:
-    """Every event of the execution once on the public topic, each task dispatched once and
-    reported once, all on the execution's own version's topics."""
+                        steps: list[str], delegate_steps: int, logs_dir) -> None:
+    """Every event of the execution once on the public topic, each task dispatched once,
+    started once by a delegate and reported once, all on the execution's own version."""
     public = [e.message for e in await _records(bootstrap, topics.EXECUTIONS, execution_id)]
     kinds = collections.Counter(type(m).__name__ for m in public)
     assert kinds["ExecutionStarted"] == 1 and kinds["ExecutionFinished"] == 1, kinds
@@ -151,6 +151,13 @@ async def _check_counts(bootstrap: str, execution_id: str, version: str,
     assert sorted(reported) == sorted(task_ids), "each task ran and reported exactly once"
     other = "v2" if version == "v1" else "v1"
     assert not await _records(bootstrap, topics.dispatch_commands(other), execution_id)
+    # The stack's v1 delegate and the watcher's v2 delegate log each task they start.
+    lines = [line for path in logs_dir.glob("delegate-1*.log")
+             for line in path.read_text().splitlines() if '"task started"' in line]
+    for task_id in task_ids:
+        started = [line for line in lines if task_id in line]
+        assert len(started) == 1, f"task {task_id} started {len(started)} times"
+        assert f'"version": "{version}"' in started[0], started[0]
 
 
 async def test_upgrade_to_v2_and_rollback_without_a_failed_call_or_a_lost_event(
@@ -229,9 +236,11 @@ async def test_upgrade_to_v2_and_rollback_without_a_failed_call_or_a_lost_event(
             assert hammer.failed == [], f"{len(hammer.failed)} failed calls: {hammer.failed[:5]}"
             assert hammer.ok > 100, hammer.ok
 
-            await _check_counts(stack.bootstrap, long_id, "v1", ["before", "gate", "after"], 2)
-            await _check_counts(stack.bootstrap, new_id, "v2", ["one", "two"], 2)
-            await _check_counts(stack.bootstrap, back_id, "v1", ["one", "two"], 2)
+            for execution_id, version, steps in (
+                    (long_id, "v1", ["before", "gate", "after"]), (new_id, "v2", ["one", "two"]),
+                    (back_id, "v1", ["one", "two"])):
+                await _check_counts(stack.bootstrap, execution_id, version, steps, 2,
+                                    stack.logs_dir)
             changes = [e.message for e in await _records(stack.bootstrap, topics.VERSIONS)]
             assert [(c.version, c.kind, c.generation) for c in changes] == [
                 ("v1", versions_pb2.PRIMARY_CHANGE_KIND_INITIAL, 1),
