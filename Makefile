@@ -72,10 +72,13 @@ $(BUF): tools/package.json tools/package-lock.json
 
 tools: $(BUF) ## install the developer tools pinned in tools/package.json (buf) under tools/node_modules
 
-lint: setup tools ## ruff, buf lint and buf breaking (against the git tag proto-v1, PROTO_RELEASE=...)
+lint: setup tools ## ruff, buf lint and buf breaking (against the last release, proto/releases/)
 	$(VENV)/bin/ruff check .
 	$(BUF) lint proto
-	$(BUF) breaking proto --against '.git#tag=$(PROTO_RELEASE),subdir=proto'
+	$(BUF) breaking proto --against proto/releases/$(PROTO_RELEASE).binpb
+
+proto-release: tools ## record the current protos as release PROTO_RELEASE (the buf breaking baseline)
+	$(BUF) build proto -o proto/releases/$(PROTO_RELEASE).binpb
 
 asyncapi: setup ## regenerate docs/asyncapi.yaml (public topics) from the protobuf descriptors
 	$(PY) tools/asyncapi.py
@@ -88,4 +91,4 @@ lock: ## re-pin requirements.lock from requirements.in
 clean: ## remove the venv, generated code and local state
 	rm -rf $(VENV) $(GEN)/vigil var
 
-.PHONY: help venv proto setup prometheus tools asyncapi run demo test test-unit test-integration test-e2e lint bench lock clean
+.PHONY: help venv proto proto-release setup prometheus tools asyncapi run demo test test-unit test-integration test-e2e lint bench lock clean
