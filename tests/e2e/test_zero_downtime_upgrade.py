@@ -12,6 +12,7 @@ single-version v1 system).
 import asyncio
 import collections
 import io
+import json
 import os
 import sys
 import time
@@ -235,6 +236,16 @@ async def test_upgrade_to_v2_and_rollback_without_a_failed_call_or_a_lost_event(
                 await hammer.stop()
             assert hammer.failed == [], f"{len(hammer.failed)} failed calls: {hammer.failed[:5]}"
             assert hammer.ok > 100, hammer.ok
+
+            # The two-version period ends: v2 has no execution left, so it is torn down and
+            # the watcher stops its delegate.
+            out = await _cli("finish", **cli)
+            assert "tearing down v2" in out, out
+            assert (await control.store.versions())["v2"].state == "STOPPED"
+            status = json.loads((config.state_dir / "upgrade" / "watcher-status.json")
+                                .read_text())
+            assert [d["state"] for d in status["delegates"] if d["name"] == "delegate-1-v2"
+                    ] in ([], ["stopped"]), status
 
             for execution_id, version, steps in (
                     (long_id, "v1", ["before", "gate", "after"]), (new_id, "v2", ["one", "two"]),

@@ -31,6 +31,8 @@ from vigil_upgrade.adapters.postgres import CHANNEL, PRODUCER
 
 log = logs.get(__name__)
 
+UNARY_DEADLINE = 60.0  # seconds, for unary calls that come without a deadline
+
 # Not forwarded: set by the transport for the hop to us, not meant for the backend.
 _HOP_HEADERS = {"user-agent", "te", "content-type", "grpc-accept-encoding", "grpc-encoding",
                 "grpc-timeout", "accept-encoding"}
@@ -129,9 +131,13 @@ class Forwarder(grpc.GenericRpcHandler):
         except _NoPrimary:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no primary version recorded")
         try:
+            # wait_for_ready: a channel to a just-switched-to backend may still be connecting.
+            # A client without a deadline gets UNARY_DEADLINE rather than a call that hangs
+            # while the primary's orchestrator is down.
+            timeout = context.time_remaining()
             call = backend.channel.unary_unary(method)(
-                request, metadata=_metadata(context), timeout=context.time_remaining(),
-                wait_for_ready=True)
+                request, metadata=_metadata(context), wait_for_ready=True,
+                timeout=UNARY_DEADLINE if timeout is None else timeout)
             try:
                 reply = await call
             except grpc.aio.AioRpcError as exc:
