@@ -50,9 +50,15 @@ class LocalPlatform:
         self._goal = goal
 
     async def start(self, version: str, timeout: float) -> None:
+        reg = (await self._store.versions()).get(version)
+        if reg is not None and reg.state == READY:
+            return
+        if reg is not None and reg.state.startswith("FAILED"):
+            await self._store.register(version, "STARTING")  # a retry: not the old failure
         wanted = self._goal.read()
-        if version not in wanted:
-            self._goal.write([*wanted, version])
+        # Written even when listed: the controller reconciles on every change of the file,
+        # which retries a version that failed to start.
+        self._goal.write(wanted if version in wanted else [*wanted, version])
         await self._await_state(version, READY, timeout)
 
     async def stop(self, version: str, timeout: float) -> None:
@@ -60,8 +66,9 @@ class LocalPlatform:
         await self._await_state(version, "STOPPED", timeout)
 
     async def running(self) -> list[str]:
-        return [v for v, r in (await self._store.versions()).items()
-                if r.state in (READY, "STARTING")]
+        # FAILED and STOPPING count as running: their processes may be up, and `finish` or
+        # the next upgrade tears them down.
+        return [v for v, r in (await self._store.versions()).items() if r.state != STOPPED]
 
     async def problems(self, version: str) -> list[str]:
         reg = (await self._store.versions()).get(version)

@@ -137,7 +137,7 @@ class LocalVersions:
                                ("log-analyzer", feedback)]
         deadline = time.monotonic() + timeout
         while problems := await self.problems(version):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or any("exited" in p for p in problems):
                 raise UpgradeError(f"{version} did not come up in {timeout:g}s: "
                                    f"{'; '.join(problems)}")
             await asyncio.sleep(0.2)
@@ -223,6 +223,14 @@ class LocalVersions:
                 return
             await asyncio.sleep(0.1)
 
+    async def discard(self, version: str) -> None:
+        """Stop whatever a failed ``start`` of ``version`` left running."""
+        if version in self._owned and self._delegate is not None:
+            await self._unwatch_delegate(version)
+        for name in reversed(self._owned.pop(version, [])):
+            await self.supervisor.stop(name)
+        self._grpc.pop(version, None)
+
     async def problems(self, version: str) -> list[str]:
         """Why ``version`` is not serving: exited processes, gRPC health not SERVING."""
         found = []
@@ -297,7 +305,11 @@ class Controller:
                 await self._versions.start(version)
             except Exception as exc:  # noqa: BLE001 - recorded, the operator decides
                 log.error("version failed to start", version=version, error=str(exc))
+                await self._versions.discard(version)
                 await self._store.register(version, f"FAILED: {exc}"[:500])
+        for version, reg in (await self._store.versions()).items():
+            if version not in wanted and reg.state.startswith("FAILED"):
+                await self._store.register(version, STOPPED)  # cleaned up when it failed
         for version in self._versions.owned():
             if version in wanted:
                 continue
