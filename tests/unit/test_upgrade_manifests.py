@@ -45,6 +45,8 @@ def test_the_rendered_manifests_are_what_the_code_applies():
     primary = [d for w, d in _documents() if w == "primary.yaml"]
     assert v1 == k8s.version_objects("v1"), "run: python -m vigil_upgrade.adapters.k8s render v1"
     assert primary == k8s.primary_objects("v1")
+    ingress = [d for w, d in _documents() if w == "examples/delegates-ingress-v2.yaml"]
+    assert ingress == [k8s.delegates_ingress("v2")]
 
 
 def test_kustomization_lists_files_that_exist():

@@ -340,15 +340,21 @@ def render(objects: list[dict[str, Any]], header: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m vigil_upgrade.adapters.k8s render vN [--primary]`` prints manifests."""
+    """``python -m vigil_upgrade.adapters.k8s render vN [--primary|--delegates-ingress]``
+    prints manifests."""
     if len(argv) < 2 or argv[0] != "render":
-        print("usage: python -m vigil_upgrade.adapters.k8s render vN [--primary]",
+        print("usage: python -m vigil_upgrade.adapters.k8s render vN "
+              "[--primary|--delegates-ingress]",
               file=sys.stderr)
         return 2
     version = argv[1]
     if "--primary" in argv:
         objects = primary_objects(version)
         what = f"the primary Services and Ingresses, pointing at {version}"
+    elif "--delegates-ingress" in argv:
+        objects = [delegates_ingress(version)]
+        what = (f"the header-routing Ingress of {version}'s delegates, which exists while "
+                f"{version} runs but is not the primary (applied by `vigil upgrade`)")
     else:
         objects = version_objects(version)
         what = f"every object of Vigil {version}"
