@@ -189,29 +189,29 @@ async def follow_primary(pool: asyncpg.Pool, routes: Routes, poll: float = 1.0,
     """Keep ``routes.primary`` on the primary version's API address, until cancelled.
 
     Woken by NOTIFY ``vigil_primary``; polls every ``poll`` seconds too, so a lost
-    notification (reconnect) costs at most that long. Also relays the ``upgrade`` outbox rows
-    (PrimaryVersionChanged) when a producer is given to ``serve``.
-    Sets ``on_switch`` after each change of backend.
+    notification (reconnect) costs at most that long. Sets ``on_switch`` after each change of
+    backend.
     """
     wake = asyncio.Event()
 
     def on_notify(*_: object) -> None:
         wake.set()
 
-    listener = await pool.acquire()
-    await listener.add_listener(CHANNEL, on_notify)
-    try:
-        while True:
-            wake.clear()
-            if await refresh(pool, routes) and on_switch is not None:
-                on_switch.set()
-            await routes.close_idle()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), poll)
-    finally:
-        with contextlib.suppress(Exception):
-            await listener.remove_listener(CHANNEL, on_notify)
-        await pool.release(listener)
+    # `async with` releases the connection even when cancelled while LISTEN is still being
+    # sent (a bare acquire + add_listener outside the try leaked it and hung Pool.close()).
+    async with pool.acquire() as listener:
+        try:
+            await listener.add_listener(CHANNEL, on_notify)
+            while True:
+                wake.clear()
+                if await refresh(pool, routes) and on_switch is not None:
+                    on_switch.set()
+                await routes.close_idle()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), poll)
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(CHANNEL, on_notify)
 
 
 async def refresh(pool: asyncpg.Pool, routes: Routes) -> bool:
