@@ -79,8 +79,10 @@ async def relay(pool: asyncpg.Pool, prod: AIOKafkaProducer, producer: str,
             wake.set()
 
     listener = await pool.acquire()
-    await listener.add_listener(CHANNEL, on_notify)
     try:
+        # Inside the try: a relay cancelled while LISTEN is being sent must still release the
+        # connection, or Pool.close() waits for it forever.
+        await listener.add_listener(CHANNEL, on_notify)
         while True:
             wake.clear()
             sent = await publish_pending(pool, prod, producer, batch)
