@@ -66,8 +66,8 @@ async def watch_revocations(pool: asyncpg.Pool, store: GatewayStore, connections
         wake.set()
 
     listener = await pool.acquire()
-    await listener.add_listener(REVOKED_CHANNEL, on_notify)
     try:
+        await listener.add_listener(REVOKED_CHANNEL, on_notify)
         while True:
             wake.clear()
             live = connections.token_keys()

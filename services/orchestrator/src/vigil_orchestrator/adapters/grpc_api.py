@@ -295,8 +295,13 @@ class Watchers:
             event.set()
 
     async def start(self) -> None:
-        self._conn = await self._pool.acquire()
-        await self._conn.add_listener(WATCH_CHANNEL, self._notify)
+        conn = await self._pool.acquire()
+        try:
+            await conn.add_listener(WATCH_CHANNEL, self._notify)
+        except BaseException:  # cancelled or failed mid-LISTEN: give the connection back
+            await self._pool.release(conn)
+            raise
+        self._conn = conn
 
     async def stop(self) -> None:
         if self._conn is not None:
