@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,6 +20,23 @@ async def pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncItera
         yield p
     finally:
         await p.close()
+
+
+@contextlib.asynccontextmanager
+async def listen(pool: asyncpg.Pool, channel: str,
+                 callback: Callable[..., None]) -> AsyncIterator[asyncpg.Connection]:
+    """LISTEN on ``channel`` with one pooled connection while the block runs.
+
+    The connection goes back to the pool however the block ends, even when cancelled while
+    LISTEN is still being sent; a connection kept out makes ``Pool.close()`` wait forever.
+    """
+    async with pool.acquire() as conn:
+        try:
+            await conn.add_listener(channel, callback)
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(channel, callback)
 
 
 def _yoyo_url(url: str) -> str:

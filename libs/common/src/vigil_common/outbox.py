@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from google.protobuf import message as pb_message
 from prometheus_client import Counter
 
-from vigil_common import envelope, logs, tracing
+from vigil_common import db, envelope, logs, tracing
 
 log = logs.get(__name__)
 CHANNEL = "vigil_outbox"
@@ -78,21 +78,13 @@ async def relay(pool: asyncpg.Pool, prod: AIOKafkaProducer, producer: str,
         if payload == producer:
             wake.set()
 
-    listener = await pool.acquire()
-    try:
-        # Inside the try: a relay cancelled while LISTEN is being sent must still release the
-        # connection, or Pool.close() waits for it forever.
-        await listener.add_listener(CHANNEL, on_notify)
+    async with db.listen(pool, CHANNEL, on_notify):
         while True:
             wake.clear()
             sent = await publish_pending(pool, prod, producer, batch)
             if sent < batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), poll_interval)
-    finally:
-        with contextlib.suppress(Exception):
-            await listener.remove_listener(CHANNEL, on_notify)
-        await pool.release(listener)
 
 
 async def publish_pending(pool: asyncpg.Pool, prod: AIOKafkaProducer, producer: str,

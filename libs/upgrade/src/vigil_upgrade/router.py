@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from vigil.api.v1 import api_pb2
-from vigil_common import logs, outbox
+from vigil_common import db, logs, outbox
 from vigil_upgrade.adapters.postgres import CHANNEL, PRODUCER
 
 log = logs.get(__name__)
@@ -197,21 +197,14 @@ async def follow_primary(pool: asyncpg.Pool, routes: Routes, poll: float = 1.0,
     def on_notify(*_: object) -> None:
         wake.set()
 
-    # `async with` releases the connection even when cancelled while LISTEN is still being
-    # sent (a bare acquire + add_listener outside the try leaked it and hung Pool.close()).
-    async with pool.acquire() as listener:
-        try:
-            await listener.add_listener(CHANNEL, on_notify)
-            while True:
-                wake.clear()
-                if await refresh(pool, routes) and on_switch is not None:
-                    on_switch.set()
-                await routes.close_idle()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), poll)
-        finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(CHANNEL, on_notify)
+    async with db.listen(pool, CHANNEL, on_notify):
+        while True:
+            wake.clear()
+            if await refresh(pool, routes) and on_switch is not None:
+                on_switch.set()
+            await routes.close_idle()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), poll)
 
 
 async def refresh(pool: asyncpg.Pool, routes: Routes) -> bool:

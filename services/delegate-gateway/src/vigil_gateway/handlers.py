@@ -10,7 +10,7 @@ import asyncpg
 
 from vigil.delegate.v1 import delegate_pb2
 from vigil.events.v1 import tasks_pb2
-from vigil_common import logs
+from vigil_common import db, logs
 from vigil_common.envelope import Envelope
 from vigil_common.kafka import RejectedEvent
 from vigil_gateway.adapters.admin import BroadcastWaiters
@@ -65,9 +65,7 @@ async def watch_revocations(pool: asyncpg.Pool, store: GatewayStore, connections
     def on_notify(*_: object) -> None:
         wake.set()
 
-    listener = await pool.acquire()
-    try:
-        await listener.add_listener(REVOKED_CHANNEL, on_notify)
+    async with db.listen(pool, REVOKED_CHANNEL, on_notify):
         while True:
             wake.clear()
             live = connections.token_keys()
@@ -78,7 +76,3 @@ async def watch_revocations(pool: asyncpg.Pool, store: GatewayStore, connections
                     log.warning("closed streams of revoked tokens", streams=closed)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), interval)
-    finally:
-        with contextlib.suppress(Exception):
-            await listener.remove_listener(REVOKED_CHANNEL, on_notify)
-        await pool.release(listener)

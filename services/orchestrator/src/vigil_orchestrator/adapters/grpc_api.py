@@ -21,7 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from vigil.api.v1 import api_pb2, api_pb2_grpc
-from vigil_common import grpc_server, logs, tracing
+from vigil_common import db, grpc_server, logs, tracing
 from vigil_orchestrator import translate
 from vigil_orchestrator.adapters.postgres import WATCH_CHANNEL, ExecutionFilter, PostgresStore
 from vigil_orchestrator.domain import (
@@ -283,31 +283,15 @@ class ExecutionService(api_pb2_grpc.ExecutionServiceServicer):
 
 
 class Watchers:
-    """One LISTEN connection for the process; wakes the watch streams of changed executions."""
+    """Wakes the watch streams of changed executions; ``notify`` is the process's one LISTEN
+    callback on the executions channel (see ``serve``)."""
 
-    def __init__(self, pool: asyncpg.Pool):
-        self._pool = pool
-        self._conn: asyncpg.Connection | None = None
+    def __init__(self) -> None:
         self._events: dict[str, set[asyncio.Event]] = {}
 
-    def _notify(self, _conn: object, _pid: int, _channel: str, execution_id: str) -> None:
+    def notify(self, _conn: object, _pid: int, _channel: str, execution_id: str) -> None:
         for event in self._events.get(execution_id, ()):
             event.set()
-
-    async def start(self) -> None:
-        conn = await self._pool.acquire()
-        try:
-            await conn.add_listener(WATCH_CHANNEL, self._notify)
-        except BaseException:  # cancelled or failed mid-LISTEN: give the connection back
-            await self._pool.release(conn)
-            raise
-        self._conn = conn
-
-    async def stop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.remove_listener(WATCH_CHANNEL, self._notify)
-            await self._pool.release(self._conn)
 
     @contextlib.asynccontextmanager
     async def watch(self, execution_id: str) -> AsyncIterator[asyncio.Event]:
@@ -326,19 +310,17 @@ async def serve(port: int, handlers: Handlers, store: PostgresStore, pool: async
                 host: str = "127.0.0.1") -> AsyncIterator[int]:
     """Run the API server while the context is open; yields the bound port."""
     server = grpc.aio.server()
-    watchers = Watchers(pool)
-    await watchers.start()
+    watchers = Watchers()
     api_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineService(handlers, store), server)
     api_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(handlers, store, watchers), server)
     health = grpc_server.add_health_and_reflection(server, SERVICES)
     bound = server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    await grpc_server.mark_serving(health, SERVICES)
-    log.info("api listening", address=f"{host}:{bound}")
-    try:
-        yield bound
-    finally:
-        await server.stop(grace=2)
-        await watchers.stop()
-
+    async with db.listen(pool, WATCH_CHANNEL, watchers.notify):
+        await server.start()
+        await grpc_server.mark_serving(health, SERVICES)
+        log.info("api listening", address=f"{host}:{bound}")
+        try:
+            yield bound
+        finally:
+            await server.stop(grace=2)
