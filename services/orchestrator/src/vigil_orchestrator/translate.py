@@ -12,6 +12,7 @@ from vigil.api.v1 import api_pb2
 from vigil.delegate.v1 import http_pb2, kubernetes_pb2
 from vigil.delegate.v1 import tasks_pb2 as spec_pb2
 from vigil.events.v1 import execution_pb2, tasks_pb2, verification_pb2
+from vigil_common import verdict_events
 from vigil_orchestrator.domain import (
     DispatchTask,
     Execution,
@@ -26,17 +27,9 @@ SENSITIVITY = {
     "medium": verification_pb2.SENSITIVITY_MEDIUM,
     "high": verification_pb2.SENSITIVITY_HIGH,
 }
-VERDICT_NAMES = {
-    verification_pb2.VERDICT_KIND_PASS: "PASS",
-    verification_pb2.VERDICT_KIND_FAIL: "FAIL",
-    verification_pb2.VERDICT_KIND_INCONCLUSIVE: "INCONCLUSIVE",
-    verification_pb2.VERDICT_KIND_NO_DATA: "NO_DATA",
-    verification_pb2.VERDICT_KIND_ERROR: "ERROR",
-}
-ANALYSIS_NAMES = {
-    verification_pb2.ANALYSIS_KIND_METRICS: "metrics",
-    verification_pb2.ANALYSIS_KIND_LOGS: "logs",
-}
+# The analyzers' closed verdict set and analysis kinds, read back from their one definition.
+VERDICT_NAMES = {kind: verdict.value for verdict, kind in verdict_events.VERDICT_KINDS.items()}
+ANALYSIS_NAMES = {kind: name for name, kind in verdict_events.ANALYSES.items()}
 K8S_STRATEGY = {
     "rolling": kubernetes_pb2.KUBERNETES_STRATEGY_ROLLING,
     "canary": kubernetes_pb2.KUBERNETES_STRATEGY_CANARY,
