@@ -16,6 +16,7 @@ from vigil_common.kafka import RejectedEvent
 from vigil_gateway.adapters.admin import BroadcastWaiters
 from vigil_gateway.adapters.connections import Connections
 from vigil_gateway.adapters.postgres import REVOKED_CHANNEL, GatewayStore
+from vigil_gateway.adapters.tokens import TokenCache
 
 log = logs.get(__name__)
 
@@ -57,9 +58,10 @@ class Handlers:
 
 
 async def watch_revocations(pool: asyncpg.Pool, store: GatewayStore, connections: Connections,
-                            interval: float) -> None:
+                            interval: float, tokens: TokenCache | None = None) -> None:
     """Close live streams whose token was revoked: at once on the revocation's NOTIFY, and
-    every ``interval`` seconds regardless (a NOTIFY is lost while the listener reconnects)."""
+    every ``interval`` seconds regardless (a NOTIFY is lost while the listener reconnects).
+    The token cache is emptied first, so no new stream is accepted with a revoked token."""
     wake = asyncio.Event()
 
     def on_notify(*_: object) -> None:
@@ -68,6 +70,8 @@ async def watch_revocations(pool: asyncpg.Pool, store: GatewayStore, connections
     async with db.listen(pool, REVOKED_CHANNEL, on_notify):
         while True:
             wake.clear()
+            if tokens is not None:
+                tokens.forget()
             live = connections.token_keys()
             if live:
                 gone = live - await store.active_tokens(live)

@@ -12,6 +12,7 @@ from vigil_gateway.adapters.connections import Connections
 from vigil_gateway.adapters.kafka import DirectPublisher
 from vigil_gateway.adapters.postgres import PRODUCER, GatewayStore
 from vigil_gateway.adapters.progress import ProgressBatcher
+from vigil_gateway.adapters.tokens import TokenCache
 from vigil_gateway.config import Settings
 from vigil_gateway.handlers import Handlers, watch_revocations
 
@@ -28,8 +29,9 @@ async def main() -> None:
         connections, waiters = Connections(), BroadcastWaiters()
         publisher = DirectPublisher(producer)
         progress = ProgressBatcher(publisher, common.version, settings.progress_max_lines)
+        tokens = TokenCache(store.token_valid, settings.token_recheck_seconds)
         service = grpc_stream.DelegateService(store, connections, common.version,
-                                              common.instance_id, publisher, progress)
+                                              common.instance_id, publisher, progress, tokens)
         admin = DelegateAdmin(store, waiters, common.version)
         handlers = Handlers(connections, waiters)
         async with grpc_stream.serve(settings.grpc_port, service, admin, host=settings.host,
@@ -42,5 +44,6 @@ async def main() -> None:
                               handlers.on_assignment, producer),
                 outbox.relay(pool, producer, PRODUCER),
                 progress.run(settings.progress_flush_seconds),
-                watch_revocations(pool, store, connections, settings.token_recheck_seconds),
+                watch_revocations(pool, store, connections, settings.token_recheck_seconds,
+                                  tokens),
             )

@@ -26,6 +26,7 @@ from vigil_gateway.adapters.connections import Connections, Link
 from vigil_gateway.adapters.kafka import DirectPublisher
 from vigil_gateway.adapters.postgres import GatewayStore, delegate_id_for, hash_token
 from vigil_gateway.adapters.progress import ProgressBatcher
+from vigil_gateway.adapters.tokens import TokenCache
 
 __all__ = ["Connections", "DelegateService", "serve"]  # Connections: moved, re-exported
 
@@ -45,13 +46,15 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
     """The Connect stream.
 
     Without ``publisher``, TaskStarted goes through the outbox instead of straight to Kafka;
-    without ``progress``, progress lines are only logged (tests of the stream alone).
+    without ``progress``, progress lines are only logged (tests of the stream alone); without
+    ``tokens``, every registration asks the database.
     """
 
     def __init__(self, store: GatewayStore, connections: Connections, version: str,
                  gateway_id: str, publisher: DirectPublisher | None = None,
-                 progress: ProgressBatcher | None = None):
+                 progress: ProgressBatcher | None = None, tokens: TokenCache | None = None):
         self._store = store
+        self._token_valid = tokens.valid if tokens is not None else store.token_valid
         self._connections = connections
         self._version = version
         self._gateway_id = gateway_id
@@ -124,7 +127,7 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
         if reg.max_tasks < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "register.max_tasks: must be 0 (no limit) or more")
-        if not await self._store.token_valid(reg.account_id, reg.token):
+        if not await self._token_valid(reg.account_id, reg.token):
             log.warning("delegate refused: bad token", account_id=reg.account_id, name=reg.name)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "register.token: not a valid token of this account")

@@ -19,7 +19,8 @@ import asyncpg
 from google.protobuf import message as pb_message
 
 from vigil.events.v1 import tasks_pb2
-from vigil_common import outbox, topics
+from vigil_common import outbox
+from vigil_gateway.adapters.sessions import SessionWriter
 
 PRODUCER = "delegate-gateway"
 REVOKED_CHANNEL = "vigil_token_revoked"
@@ -65,6 +66,7 @@ class GatewayStore:
         self._pool = pool
         self._version = version
         self._gateway_id = gateway_id
+        self._sessions = SessionWriter(pool, PRODUCER, version, gateway_id)
 
     async def token_valid(self, account_id: str, token: str) -> bool:
         return bool(await self._pool.fetchval(
@@ -83,31 +85,12 @@ class GatewayStore:
         return {(r["account_id"], r["token_hash"]) for r in rows}
 
     async def open_session(self, ev: tasks_pb2.DelegateConnected) -> int:
-        """Start a new session for the delegate and announce it; returns the session number."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            session = await conn.fetchval(
-                "INSERT INTO delegate_sessions (delegate_id, account_id, name, session, "
-                "gateway_id, connected, version, capabilities, selectors) "
-                "VALUES ($1, $2, $3, 1, $4, true, $5, $6, $7) ON CONFLICT (delegate_id) DO UPDATE "
-                "SET session = delegate_sessions.session + 1, gateway_id = EXCLUDED.gateway_id, "
-                "connected_at = now(), connected = true, version = EXCLUDED.version, "
-                "capabilities = EXCLUDED.capabilities, selectors = EXCLUDED.selectors, "
-                "disconnected_at = NULL RETURNING session",
-                ev.delegate_id, ev.account_id, ev.name, self._gateway_id, ev.version,
-                list(ev.capabilities), list(ev.selectors))
-            ev.session = session
-            await outbox.add(conn, PRODUCER, topics.delegate_events(self._version),
-                             ev.delegate_id, ev, event_id=f"connected/{ev.delegate_id}/{session}")
-            return session
+        """Start a new session for the delegate and announce it; returns the session number.
+        Group-committed with the other streams' session changes (adapters/sessions.py)."""
+        return await self._sessions.open(ev)
 
     async def close_session(self, ev: tasks_pb2.DelegateDisconnected) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE delegate_sessions SET connected = false, disconnected_at = now() "
-                "WHERE delegate_id = $1 AND session = $2", ev.delegate_id, ev.session)
-            await outbox.add(conn, PRODUCER, topics.delegate_events(self._version),
-                             ev.delegate_id, ev,
-                             event_id=f"disconnected/{ev.delegate_id}/{ev.session}")
+        await self._sessions.close(ev)
 
     async def report(self, task_id: str, attempt: int, kind: str, topic: str, key: str,
                      message: pb_message.Message) -> bool:
