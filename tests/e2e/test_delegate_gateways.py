@@ -8,6 +8,9 @@ probe aggregates the delegates' answers; a task no delegate can take fails with 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import time
 import uuid
 
@@ -96,23 +99,39 @@ async def test_tasks_dispatched_while_the_delegate_moves_to_another_gateway_stil
 
 async def test_who_is_connected_where_is_listed_and_a_probe_aggregates_every_answer(plane):
     holder = await plane.wait_connected(ACCOUNT, "d1")
+    auth = (("authorization", f"Bearer {await plane.api_key(ACCOUNT)}"),)
+    stranger = (("authorization", f"Bearer {await plane.api_key('someone-else')}"),)
     async with grpc.aio.insecure_channel(plane.gateways["gateway-a"]) as channel:
         admin = delegate_pb2_grpc.DelegateAdminStub(channel)
+        for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED),
+                               (stranger, grpc.StatusCode.PERMISSION_DENIED)):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await admin.ListDelegates(delegate_pb2.ListDelegatesRequest(
+                    account_id=ACCOUNT), metadata=metadata, timeout=10)
+            assert refused.value.code() == code
         listed = await admin.ListDelegates(delegate_pb2.ListDelegatesRequest(
-            account_id=ACCOUNT, connected_only=True), timeout=10)
+            connected_only=True), metadata=auth, timeout=10)
         [d1] = listed.delegates
         assert (d1.name, d1.gateway_id, list(d1.selectors)) == ("d1", holder, ["cluster=eu"])
         host, port = plane.gateways["gateway-b"].rsplit(":", 1)
         done = await admin.Probe(delegate_pb2.ProbeRequest(
             account_id=ACCOUNT, capability="probe", timeout_seconds=5,
-            check=spec_pb2.ProbeCheck(tcp_connect=f"{host}:{port}")), timeout=30)
+            check=spec_pb2.ProbeCheck(tcp_connect=f"{host}:{port}")), metadata=auth, timeout=30)
         assert (done.ok_count, done.missing_count) == (1, 0), done
         assert "connected in" in done.answers[0].detail
         nobody = await admin.Probe(delegate_pb2.ProbeRequest(
             account_id=ACCOUNT, capability="kubernetes", timeout_seconds=5,
-            check=spec_pb2.ProbeCheck(has_selector="cluster=eu")), timeout=30)
+            check=spec_pb2.ProbeCheck(has_selector="cluster=eu")), metadata=auth, timeout=30)
         assert "no connected delegate of account 'acme' has capability 'kubernetes'" in \
             nobody.summary
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vigil_cli.main", "delegates", "list", "--connected",
+        "--gateway", plane.gateways["gateway-b"], stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "VIGIL_API_KEY": auth[0][1].removeprefix("Bearer ")})
+    out, _ = await cli.communicate()
+    assert cli.returncode == 0
+    assert [line.split()[:3] for line in out.decode().splitlines()[1:]] == [
+        ["d1", "connected", holder]]
 
 
 async def test_a_task_no_delegate_can_take_fails_after_its_validity_with_the_reason(plane):

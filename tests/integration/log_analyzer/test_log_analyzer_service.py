@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from vigil.api.v1 import feedback_pb2 as fb
 from vigil.api.v1 import feedback_pb2_grpc as fb_grpc
 from vigil.events.v1 import verification_pb2 as v
-from vigil_common import envelope
+from vigil_common import apikeys, envelope
 from vigil_log_analyzer.adapters import grpc_api
 from vigil_log_analyzer.domain import ANALYZER
 from vigil_log_analyzer.handlers import Handlers
@@ -116,6 +116,21 @@ async def test_one_accounts_known_errors_do_not_hide_another_accounts(pool, hand
     assert (await _verdict(pool, f"{unique}-b", 1))["verdict"] == "FAIL"
 
 
+async def _auth(pool, account: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {await apikeys.create(pool, account, 'test')}"),)
+
+
+class _Authorized:
+    """A stub whose calls carry an API key."""
+
+    def __init__(self, stub: object, auth: tuple[tuple[str, str], ...]):
+        self._stub, self._auth = stub, auth
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        method = getattr(self._stub, name)
+        return lambda request: method(request, metadata=self._auth)
+
+
 async def test_feedback_through_the_api_overrides_the_next_verdict(pool, handlers, unique):
     await handlers.on_event(_collected(unique, 1))
     [failing] = [f for f in await _published_findings(pool, unique, 1)
@@ -125,7 +140,15 @@ async def test_feedback_through_the_api_overrides_the_next_verdict(pool, handler
         health = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=grpc_api.SERVICE))
         assert health.status == health_pb2.HealthCheckResponse.SERVING
-        api = fb_grpc.LogFeedbackServiceStub(channel)
+        stub = fb_grpc.LogFeedbackServiceStub(channel)
+        for auth, code in (((), grpc.StatusCode.UNAUTHENTICATED),
+                           (await _auth(pool, f"other-{unique}"),
+                            grpc.StatusCode.PERMISSION_DENIED)):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ListLogFeedback(fb.ListLogFeedbackRequest(
+                    account_id=f"acct-{unique}", service="checkout"), metadata=auth)
+            assert refused.value.code() == code
+        api = _Authorized(stub, await _auth(pool, f"acct-{unique}"))
         with pytest.raises(grpc.aio.AioRpcError) as bad:
             await api.SetLogFeedback(fb.SetLogFeedbackRequest(feedback=fb.LogFeedback(
                 account_id=f"acct-{unique}", service="checkout", cluster_id=failing.subject)))

@@ -10,7 +10,7 @@ import grpc
 from orchestrator_api import RELEASE, refused, two_stages
 
 from vigil.api.v1 import api_pb2
-from vigil_orchestrator.adapters.postgres import hash_key
+from vigil_common.apikeys import hash_key
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 

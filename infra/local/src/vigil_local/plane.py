@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from vigil_common import db, topics
+from vigil_common import apikeys, db, topics
 from vigil_common.kafka import ensure_topics
 from vigil_gateway.adapters.postgres import create_token
 from vigil_local import readiness
@@ -99,6 +99,11 @@ class DelegatePlane:
     async def token(self, account: str) -> str:
         async with db.pool(self.database_url, max_size=1) as pool:
             return await create_token(pool, account, "delegate plane")
+
+    async def api_key(self, account: str) -> str:
+        """An API key of the account (DelegateAdmin and the other public services)."""
+        async with db.pool(self.database_url, max_size=1) as pool:
+            return await apikeys.create(pool, account, "delegate plane")
 
     async def start_dispatch(self, **env: str) -> None:
         assert self.supervisor is not None

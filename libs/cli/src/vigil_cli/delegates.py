@@ -1,7 +1,8 @@
 """`vigil delegates list|probe`: who is connected where, and broadcast probes.
 
 Both talk to any delegate-gateway instance's DelegateAdmin service (``--gateway``, default
-``$VIGIL_GATEWAY`` or 127.0.0.1:50061; ``--ca`` for a gateway with TLS).
+``$VIGIL_GATEWAY`` or 127.0.0.1:50061; ``--ca`` for a gateway with TLS) with the account's
+API key (``--api-key``, default ``$VIGIL_API_KEY``), which decides the account.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 
 import grpc
 
+from vigil_cli import client
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("delegates", help="connected delegates and broadcast probes")
@@ -21,10 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--gateway", default=os.environ.get("VIGIL_GATEWAY", "127.0.0.1:50061"),
                         help="a delegate-gateway address (host:port)")
     common.add_argument("--ca", help="PEM file of the CA of the gateway's TLS certificate")
-    common.add_argument("--account", required=True)
+    common.add_argument("--api-key", default=os.environ.get("VIGIL_API_KEY", ""),
+                        help="API key of the account (env VIGIL_API_KEY)")
+    common.add_argument("--account", default="",
+                        help="account id (default: the API key's account)")
     ls = dsub.add_parser("list", parents=[common], help="delegates and the gateway each is on")
     ls.add_argument("--connected", action="store_true", help="only those connected now")
-    ls.set_defaults(func=lambda a: asyncio.run(_list(a)))
+    ls.set_defaults(func=lambda a: client.run(_list(a)))
     probe = dsub.add_parser("probe", parents=[common],
                             help="ask every connected delegate with a capability a question")
     probe.add_argument("--capability", required=True)
@@ -35,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--has-selector", metavar="TAG", help="does it announce this selector?")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for answers")
     probe.set_defaults(func=lambda a: asyncio.run(_probe(a)))
+
+
+def _auth(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {args.api_key}"),)
 
 
 def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
@@ -50,7 +60,8 @@ async def _list(args: argparse.Namespace) -> int:
     async with _channel(args) as channel:
         reply = await delegate_pb2_grpc.DelegateAdminStub(channel).ListDelegates(
             delegate_pb2.ListDelegatesRequest(account_id=args.account,
-                                              connected_only=args.connected), timeout=10)
+                                              connected_only=args.connected),
+            metadata=_auth(args), timeout=10)
     rows = [("NAME", "STATE", "GATEWAY", "SESSION", "SINCE", "VERSION", "CAPABILITIES",
              "SELECTORS")]
     rows += [(d.name, "connected" if d.connected else "gone", d.gateway_id, str(d.session),
@@ -72,7 +83,7 @@ async def _probe(args: argparse.Namespace) -> int:
                 delegate_pb2.ProbeRequest(account_id=args.account, capability=args.capability,
                                           selectors=args.selector, check=check,
                                           timeout_seconds=args.timeout),
-                timeout=args.timeout + 15)
+                metadata=_auth(args), timeout=args.timeout + 15)
         except grpc.aio.AioRpcError as exc:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1

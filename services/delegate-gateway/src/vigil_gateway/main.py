@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from vigil_common import db, kafka, logs, metrics, outbox, topics
+from vigil_common.apikeys import Caller
 from vigil_common.service import serve_until_sigterm
 from vigil_gateway.adapters import grpc_stream
 from vigil_gateway.adapters.admin import BroadcastWaiters, DelegateAdmin
@@ -32,7 +33,7 @@ async def main() -> None:
         tokens = TokenCache(store.token_valid, settings.token_recheck_seconds)
         service = grpc_stream.DelegateService(store, connections, common.version,
                                               common.instance_id, publisher, progress, tokens)
-        admin = DelegateAdmin(store, waiters, common.version)
+        admin = DelegateAdmin(store, waiters, common.version, Caller.of(pool))
         handlers = Handlers(connections, waiters)
         async with grpc_stream.serve(settings.grpc_port, service, admin, host=settings.host,
                                      tls=tls):

@@ -3,6 +3,10 @@
 A probe becomes a BroadcastRequested command (through the outbox) for task-dispatch, which
 asks every matching connected delegate (through whichever gateway holds it) and publishes
 one BroadcastCompleted; every gateway reads those, and the one that took the call answers it.
+
+Every call needs ``authorization: Bearer <api key>`` (vigil_common.apikeys): the key decides
+the account, so nobody lists or probes another account's delegates (PERMISSION_DENIED when
+``account_id`` names another account; empty means the key's own).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import grpc
 from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
 from vigil.events.v1 import tasks_pb2
 from vigil_common import logs, topics
+from vigil_common.apikeys import Caller
 from vigil_gateway.adapters.postgres import GatewayStore
 
 log = logs.get(__name__)
@@ -54,17 +59,18 @@ class BroadcastWaiters:
 
 
 class DelegateAdmin(delegate_pb2_grpc.DelegateAdminServicer):
-    def __init__(self, store: GatewayStore, waiters: BroadcastWaiters, version: str):
+    def __init__(self, store: GatewayStore, waiters: BroadcastWaiters, version: str,
+                 caller: Caller):
         self._store = store
+        self._caller = caller
         self._waiters = waiters
         self._version = version
 
     async def ListDelegates(self, request: delegate_pb2.ListDelegatesRequest,
                             context: grpc.aio.ServicerContext
                             ) -> delegate_pb2.ListDelegatesResponse:
-        if not request.account_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "account_id: required")
-        rows = await self._store.list_delegates(request.account_id, request.connected_only)
+        account, _ = await self._caller(context, request.account_id)
+        rows = await self._store.list_delegates(account, request.connected_only)
         return delegate_pb2.ListDelegatesResponse(delegates=[delegate_pb2.DelegateInfo(
             delegate_id=r["delegate_id"], name=r["name"], gateway_id=r["gateway_id"],
             connected=r["connected"], version=r["version"], capabilities=r["capabilities"],
@@ -74,9 +80,9 @@ class DelegateAdmin(delegate_pb2_grpc.DelegateAdminServicer):
 
     async def Probe(self, request: delegate_pb2.ProbeRequest,
                     context: grpc.aio.ServicerContext) -> tasks_pb2.BroadcastCompleted:
-        for name in ("account_id", "capability"):
-            if not getattr(request, name):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: required")
+        account, _ = await self._caller(context, request.account_id)
+        if not request.capability:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "capability: required")
         if not request.check.WhichOneof("kind"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "check: set tcp_connect or has_selector")
@@ -86,7 +92,7 @@ class DelegateAdmin(delegate_pb2_grpc.DelegateAdminServicer):
         timeout = request.timeout_seconds or DEFAULT_PROBE_SECONDS
         broadcast_id = str(uuid.uuid4())
         req = tasks_pb2.BroadcastRequested(
-            broadcast_id=broadcast_id, account_id=request.account_id,
+            broadcast_id=broadcast_id, account_id=account,
             capability=request.capability, selectors=list(request.selectors),
             check=request.check, timeout_seconds=timeout)
         req.requested_at.GetCurrentTime()
@@ -94,7 +100,7 @@ class DelegateAdmin(delegate_pb2_grpc.DelegateAdminServicer):
             await self._store.publish(topics.dispatch_commands(self._version), broadcast_id, req,
                                       event_id=f"broadcast/{broadcast_id}")
             log.info("probe requested", broadcast_id=broadcast_id,
-                     account_id=request.account_id, capability=request.capability)
+                     account_id=account, capability=request.capability)
             try:
                 return await asyncio.wait_for(result, timeout + _MARGIN_SECONDS)
             except TimeoutError:

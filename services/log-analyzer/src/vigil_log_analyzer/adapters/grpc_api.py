@@ -1,4 +1,8 @@
-"""The feedback API (vigil.api.v1.LogFeedbackService): validate, store, convert back."""
+"""The feedback API (vigil.api.v1.LogFeedbackService): validate, store, convert back.
+
+Every call needs ``authorization: Bearer <api key>`` (vigil_common.apikeys); the key decides
+the account, and an ``account_id`` naming another account is refused (PERMISSION_DENIED).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from vigil.api.v1 import feedback_pb2, feedback_pb2_grpc
 from vigil_common import grpc_server, logs
+from vigil_common.apikeys import Caller
 from vigil_log_analyzer.adapters import postgres
 from vigil_log_analyzer.adapters.postgres import ServiceKey, StoredFeedback
 from vigil_log_analyzer.domain import Feedback, Risk
@@ -46,13 +51,14 @@ def _to_proto(key: ServiceKey, stored: StoredFeedback) -> feedback_pb2.LogFeedba
 class LogFeedbackService(feedback_pb2_grpc.LogFeedbackServiceServicer):
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
+        self._caller = Caller.of(pool)
 
     async def SetLogFeedback(self, request: feedback_pb2.SetLogFeedbackRequest,
                              context: grpc.aio.ServicerContext
                              ) -> feedback_pb2.SetLogFeedbackResponse:
         f = request.feedback
-        await _require(context, **{"feedback.account_id": f.account_id,
-                                   "feedback.service": f.service,
+        f.account_id, _ = await self._caller(context, f.account_id, "feedback.account_id")
+        await _require(context, **{"feedback.service": f.service,
                                    "feedback.cluster_id": f.cluster_id})
         if f.risk not in _RISKS:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -71,8 +77,9 @@ class LogFeedbackService(feedback_pb2_grpc.LogFeedbackServiceServicer):
     async def ListLogFeedback(self, request: feedback_pb2.ListLogFeedbackRequest,
                               context: grpc.aio.ServicerContext
                               ) -> feedback_pb2.ListLogFeedbackResponse:
-        await _require(context, account_id=request.account_id, service=request.service)
-        key = ServiceKey(request.account_id, request.service)
+        account, _ = await self._caller(context, request.account_id)
+        await _require(context, service=request.service)
+        key = ServiceKey(account, request.service)
         stored = await postgres.load_feedback(self._pool, key)
         return feedback_pb2.ListLogFeedbackResponse(
             feedback=[_to_proto(key, s) for s in stored])
@@ -80,10 +87,10 @@ class LogFeedbackService(feedback_pb2_grpc.LogFeedbackServiceServicer):
     async def DeleteLogFeedback(self, request: feedback_pb2.DeleteLogFeedbackRequest,
                                 context: grpc.aio.ServicerContext
                                 ) -> feedback_pb2.DeleteLogFeedbackResponse:
-        await _require(context, account_id=request.account_id, service=request.service,
-                       cluster_id=request.cluster_id)
+        account, _ = await self._caller(context, request.account_id)
+        await _require(context, service=request.service, cluster_id=request.cluster_id)
         deleted = await postgres.delete_feedback(
-            self._pool, ServiceKey(request.account_id, request.service), request.cluster_id)
+            self._pool, ServiceKey(account, request.service), request.cluster_id)
         return feedback_pb2.DeleteLogFeedbackResponse(deleted=deleted)
 
 

@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 
 from vigil.api.v1 import api_pb2, api_pb2_grpc
 from vigil_common import db, grpc_server, logs, tracing
+from vigil_common.apikeys import Caller
 from vigil_orchestrator import translate
 from vigil_orchestrator.adapters.postgres import WATCH_CHANNEL, ExecutionFilter, PostgresStore
 from vigil_orchestrator.domain import (
@@ -60,27 +61,6 @@ async def invalid(context: grpc.aio.ServicerContext, problems: list[tuple[str, s
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-class Caller:
-    """Authenticates a call: the key's account and name."""
-
-    def __init__(self, store: PostgresStore):
-        self._store = store
-
-    async def __call__(self, context: grpc.aio.ServicerContext,
-                       requested_account: str) -> tuple[str, str]:
-        metadata = dict(context.invocation_metadata() or ())
-        scheme, _, key = metadata.get("authorization", "").partition(" ")
-        found = await self._store.authenticate(key) if scheme.lower() == "bearer" else None
-        if found is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "authorization: expected 'Bearer <api key>' with an active key")
-        account, name = found
-        if requested_account and requested_account != account:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                "account_id: the API key belongs to another account")
-        return account, name
-
-
 async def _check_uuid(context: grpc.aio.ServicerContext, value: str, field: str) -> None:
     try:
         uuid.UUID(value)
@@ -95,7 +75,7 @@ async def _reason(context: grpc.aio.ServicerContext, reason: str) -> None:
 
 class PipelineService(api_pb2_grpc.PipelineServiceServicer):
     def __init__(self, handlers: Handlers, store: PostgresStore):
-        self._handlers, self._store, self._caller = handlers, store, Caller(store)
+        self._handlers, self._store, self._caller = handlers, store, Caller(store.authenticate)
 
     async def ApplyPipeline(self, request, context):  # noqa: ANN001, ANN201, N802
         account, _ = await self._caller(context, request.account_id)
@@ -129,7 +109,7 @@ def _pipeline(row: asyncpg.Record) -> api_pb2.Pipeline:
 
 class ExecutionService(api_pb2_grpc.ExecutionServiceServicer):
     def __init__(self, handlers: Handlers, store: PostgresStore, watchers: Watchers):
-        self._handlers, self._store, self._caller = handlers, store, Caller(store)
+        self._handlers, self._store, self._caller = handlers, store, Caller(store.authenticate)
         self._watchers = watchers
 
     async def StartExecution(self, request, context):  # noqa: ANN001, ANN201, N802

@@ -9,9 +9,7 @@ topic; lifecycle events to the public topic, keyed by execution id.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from datetime import datetime
 
 import asyncpg
 
-from vigil_common import inbox, outbox, topics
+from vigil_common import apikeys, inbox, outbox, topics
 from vigil_orchestrator import codec, translate
 from vigil_orchestrator.domain import Decision, Execution, PipelineSpec
 from vigil_upgrade.adapters import postgres as upgrade_records
@@ -49,10 +47,6 @@ class ExecutionFilter:
     created_before: datetime | None = None
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def _cursor(created_at: datetime, execution_id: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{execution_id}".encode()).decode()
 
@@ -79,19 +73,12 @@ class PostgresStore:
     # ---- API keys -------------------------------------------------------------------------
 
     async def create_api_key(self, account_id: str, name: str) -> str:
-        """A new API key for the account; only its hash is stored. Returns the key."""
-        key = f"vak_{secrets.token_urlsafe(32)}"
-        await self._pool.execute(
-            "INSERT INTO api_keys (key_hash, account_id, name) VALUES ($1, $2, $3)",
-            hash_key(key), account_id, name)
-        return key
+        """A new API key for the account (vigil_common.apikeys); returns the key."""
+        return await apikeys.create(self._pool, account_id, name)
 
     async def authenticate(self, key: str) -> tuple[str, str] | None:
         """(account_id, key name) of an active key, else None."""
-        row = await self._pool.fetchrow(
-            "SELECT account_id, name FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-            hash_key(key))
-        return (row["account_id"], row["name"]) if row else None
+        return await apikeys.authenticate(self._pool, key)
 
     # ---- pipelines ------------------------------------------------------------------------
 
