@@ -16,3 +16,19 @@ async def claim(conn: asyncpg.Connection, consumer: str, event_id: str) -> bool:
         "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
         "ON CONFLICT DO NOTHING RETURNING 1", consumer, event_id)
     return row is not None
+
+
+async def claim_many(conn: asyncpg.Connection, consumer: str, event_ids: list[str]) -> set[str]:
+    """``claim`` for several events in one round trip: the ids seen for the first time.
+
+    Rows are inserted in id order, so two transactions claiming overlapping sets (e.g. two
+    consumers around a rebalance) wait for each other in one order and never deadlock. An id
+    listed twice is claimed once; the caller handles only its first occurrence.
+    """
+    if not event_ids:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO processed_events (consumer, event_id) "
+        "SELECT $1, e FROM unnest($2::text[]) AS e ORDER BY e "
+        "ON CONFLICT DO NOTHING RETURNING event_id", consumer, sorted(set(event_ids)))
+    return {r["event_id"] for r in rows}

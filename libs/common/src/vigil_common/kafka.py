@@ -33,8 +33,14 @@ log = logs.get(__name__)
 CONSUMED = Counter("vigil_events_consumed_total", "Events handled", ["topic", "type"])
 DEAD_LETTERED = Counter("vigil_events_dead_lettered_total", "Records sent to a DLQ", ["topic"])
 HANDLER_RETRIES = Counter("vigil_handler_retries_total", "Handler failures retried", ["topic"])
+BATCH_FALLBACKS = Counter("vigil_batch_fallbacks_total",
+                          "Batches that failed and were handled one event at a time",
+                          ["topic"])
 
 Handler = Callable[[envelope.Envelope], Awaitable[None]]
+# Opt-in (``consume(batch_handler=...)``): applies several events all-or-nothing, in one
+# database transaction, and raises when it could not (see ``consume``).
+BatchHandler = Callable[[list[envelope.Envelope]], Awaitable[None]]
 
 
 class RejectedEvent(Exception):
@@ -135,7 +141,8 @@ async def dead_letter(prod: AIOKafkaProducer, record: ConsumerRecord, reason: st
 
 async def consume(settings: KafkaSettings, group: str, names: list[str], handler: Handler,
                   prod: AIOKafkaProducer, ready: asyncio.Event | None = None, *,
-                  concurrent_partitions: bool = False) -> None:
+                  concurrent_partitions: bool = False,
+                  batch_handler: BatchHandler | None = None) -> None:
     """Consume ``names`` as ``group`` until cancelled; see the module docstring for the rules.
 
     A handler exception other than RejectedEvent is treated as transient (database down, ...):
@@ -144,7 +151,18 @@ async def consume(settings: KafkaSettings, group: str, names: list[str], handler
     Records of one partition are always handled one after another, in order. With
     ``concurrent_partitions`` the partitions of one poll are handled side by side (for handlers
     whose transactions touch only the rows of their record's key, like the orchestrator's).
+
+    With ``batch_handler`` (opt-in, e.g. task-dispatch) the decodable records of one poll,
+    every partition's in offset order, go to ``batch_handler`` at once; it must apply all of
+    them or none (one transaction, inbox claims included). When it raises anything, the batch
+    is handled again one record at a time through ``handler`` with the rules above, so a
+    rejected event goes to the dead-letter topic alone and a failing one is retried on its own;
+    events the failed batch did apply are none (it rolled back), and events handled before are
+    dropped by the inbox. A poll with a single record goes straight to ``handler``. Offsets are
+    committed once the whole poll is handled.
     """
+    if batch_handler is not None and concurrent_partitions:
+        raise ValueError("batch_handler and concurrent_partitions do not combine")
     consumer = _consumer(settings, group, names)
     await consumer.start()
 
@@ -159,7 +177,11 @@ async def consume(settings: KafkaSettings, group: str, names: list[str], handler
             ready.set()
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=200)
-            if concurrent_partitions:
+            if batch_handler is not None:
+                if batches:
+                    await _handle_poll(batches, batch_handler, handler, prod)
+                    await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+            elif concurrent_partitions:
                 await asyncio.gather(*(partition(tp, rs) for tp, rs in batches.items()))
             else:
                 for tp, records in batches.items():
@@ -181,13 +203,48 @@ async def _wait_assigned(consumer: AIOKafkaConsumer) -> None:
             consumer.seek(tp, committed)
 
 
+async def _handle_poll(batches: dict[object, list[ConsumerRecord]], batch_handler: BatchHandler,
+                       handler: Handler, prod: AIOKafkaProducer) -> None:
+    """One poll through the batch handler, or one by one when the batch fails."""
+    decoded: list[tuple[ConsumerRecord, envelope.Envelope]] = []
+    for records in batches.values():
+        for record in records:
+            try:
+                decoded.append((record, envelope.decode(record.headers, record.value)))
+            except envelope.UndecodableEvent as exc:
+                await dead_letter(prod, record, f"undecodable: {exc}")
+    if len(decoded) > 1:
+        try:
+            await batch_handler([event for _, event in decoded])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            BATCH_FALLBACKS.labels(decoded[0][0].topic).inc()
+            log.warning("batch failed; handling its events one by one", events=len(decoded),
+                        error=f"{type(exc).__name__}: {exc}")
+        else:
+            for record, event in decoded:
+                CONSUMED.labels(record.topic, event.type).inc()
+            return
+    for record, event in decoded:
+        with tracing.use(event_trace(event)):
+            await _handle_decoded(record, event, handler, prod)
+
+
+def event_trace(event: envelope.Envelope) -> tracing.TraceContext:
+    """The trace a handler of ``event`` runs in: the record's own, else a new one. Batch
+    handlers enter it (``tracing.use``) around each event's work, as the loop does for
+    ``handler``."""
+    return tracing.parse(event.traceparent) or tracing.new_trace()
+
+
 async def _handle(record: ConsumerRecord, handler: Handler, prod: AIOKafkaProducer) -> None:
     try:
         event = envelope.decode(record.headers, record.value)
     except envelope.UndecodableEvent as exc:
         await dead_letter(prod, record, f"undecodable: {exc}")
         return
-    with tracing.use(tracing.parse(event.traceparent) or tracing.new_trace()):
+    with tracing.use(event_trace(event)):
         await _handle_decoded(record, event, handler, prod)
 
 

@@ -1,58 +1,97 @@
-"""task-dispatch use cases: route each event to the queue, the registry or the broadcasts,
-and the sweeper that drives the lifecycle's timeouts."""
+"""task-dispatch use cases: route each event to the queue, the registry or the broadcasts
+(the events of one poll in one transaction), and the sweeper that drives the lifecycle's
+timeouts."""
 
 from __future__ import annotations
 
 import asyncio
 
 from vigil.events.v1 import tasks_pb2
-from vigil_common import logs
+from vigil_common import inbox, kafka, logs, tracing
 from vigil_common.envelope import Envelope
 from vigil_common.kafka import RejectedEvent
 from vigil_dispatch.adapters.broadcasts import PostgresBroadcasts
-from vigil_dispatch.adapters.postgres import PostgresDispatch
+from vigil_dispatch.adapters.postgres import PostgresDispatch, Work
 
 log = logs.get(__name__)
 
 
 class Handlers:
+    """``on_batch`` applies the events of one poll in one transaction (the consume loop's
+    opt-in batch path); ``on_event`` is the same for one event, used alone and when a batch
+    failed (the loop then goes one by one, so a bad event is dead-lettered alone)."""
+
     def __init__(self, store: PostgresDispatch, broadcasts: PostgresBroadcasts | None = None):
         self._store = store
         self._broadcasts = broadcasts
 
     async def on_event(self, env: Envelope) -> None:
+        await self.on_batch([env])
+
+    async def on_batch(self, envs: list[Envelope]) -> None:
+        for env in envs:
+            self._check(env)  # before any work: a rejected event fails the batch at once
+        async with self._store.work() as work:
+            claimed = await inbox.claim_many(work.conn, self._store.consumer,
+                                             [env.id for env in envs])
+            todo = []
+            for env in envs:  # first occurrence of each id, in order
+                if env.id in claimed:
+                    claimed.discard(env.id)
+                    todo.append(env)
+            messages = [env.message for env in todo]
+            if self._broadcasts:
+                await self._broadcasts.lock_for(work.conn, messages)
+            await self._store.lock_for(work, messages)
+            for env in todo:
+                with tracing.use(kafka.event_trace(env)):
+                    await self._apply(work, env)
+
+    def _check(self, env: Envelope) -> None:
         msg = env.message
         if isinstance(msg, tasks_pb2.DispatchTask):
             if not (msg.task_id and msg.account_id and msg.capability and msg.attempt > 0):
                 raise RejectedEvent("DispatchTask needs task_id, attempt, account_id, capability")
-            delegate = await self._store.enqueue(env.id, msg)
-            log.info("task queued", task_id=msg.task_id, attempt=msg.attempt,
-                     capability=msg.capability, assigned_to=delegate)
-        elif isinstance(msg, tasks_pb2.DelegateConnected):
-            assigned = await self._store.delegate_connected(env.id, msg)
-            log.info("delegate connected", delegate_id=msg.delegate_id, account_id=msg.account_id,
-                     gateway_id=msg.gateway_id, session=msg.session,
-                     capabilities=list(msg.capabilities), queued_tasks_assigned=assigned)
-        elif isinstance(msg, tasks_pb2.DelegateDisconnected):
-            await self._store.delegate_disconnected(env.id, msg)
-            log.info("delegate disconnected", delegate_id=msg.delegate_id, session=msg.session)
-        elif isinstance(msg, tasks_pb2.TaskStarted):
-            await self._store.task_started(env.id, msg)
-        elif isinstance(msg, tasks_pb2.TaskSucceeded | tasks_pb2.TaskFailed):
-            await self._store.task_finished(env.id, msg.task_id, msg.attempt,
-                                            isinstance(msg, tasks_pb2.TaskSucceeded))
         elif isinstance(msg, tasks_pb2.BroadcastRequested) and self._broadcasts:
             if not (msg.broadcast_id and msg.account_id and msg.capability
                     and msg.check.WhichOneof("kind")):
                 raise RejectedEvent("BroadcastRequested needs broadcast_id, account_id, "
                                     "capability and a check")
-            asked = await self._broadcasts.request(env.id, msg)
-            log.info("broadcast sent", broadcast_id=msg.broadcast_id, delegates=asked)
-        elif isinstance(msg, tasks_pb2.BroadcastAnswered) and self._broadcasts:
-            if await self._broadcasts.answer(env.id, msg):
-                log.info("broadcast completed", broadcast_id=msg.broadcast_id)
-        else:
+        elif not (isinstance(msg, _HANDLED)
+                  or (isinstance(msg, _BROADCASTS) and self._broadcasts)):
             raise RejectedEvent(f"task-dispatch does not handle {env.type}")
+
+    async def _apply(self, work: Work, env: Envelope) -> None:
+        msg = env.message
+        store = self._store
+        if isinstance(msg, tasks_pb2.DispatchTask):
+            delegate = await store.apply_enqueue(work, msg)
+            log.info("task queued", task_id=msg.task_id, attempt=msg.attempt,
+                     capability=msg.capability, assigned_to=delegate)
+        elif isinstance(msg, tasks_pb2.DelegateConnected):
+            assigned = await store.apply_delegate_connected(work, msg)
+            log.info("delegate connected", delegate_id=msg.delegate_id, account_id=msg.account_id,
+                     gateway_id=msg.gateway_id, session=msg.session,
+                     capabilities=list(msg.capabilities), queued_tasks_assigned=assigned)
+        elif isinstance(msg, tasks_pb2.DelegateDisconnected):
+            await store.apply_delegate_disconnected(work, msg)
+            log.info("delegate disconnected", delegate_id=msg.delegate_id, session=msg.session)
+        elif isinstance(msg, tasks_pb2.TaskStarted):
+            await store.apply_task_started(work, msg)
+        elif isinstance(msg, tasks_pb2.TaskSucceeded | tasks_pb2.TaskFailed):
+            await store.apply_task_finished(work, msg.task_id, msg.attempt,
+                                            isinstance(msg, tasks_pb2.TaskSucceeded))
+        elif isinstance(msg, tasks_pb2.BroadcastRequested):
+            asked = await self._broadcasts.apply_request(work.conn, msg)
+            log.info("broadcast sent", broadcast_id=msg.broadcast_id, delegates=asked)
+        elif (isinstance(msg, tasks_pb2.BroadcastAnswered)
+              and await self._broadcasts.apply_answer(work.conn, msg)):
+            log.info("broadcast completed", broadcast_id=msg.broadcast_id)
+
+
+_HANDLED = (tasks_pb2.DispatchTask, tasks_pb2.DelegateConnected, tasks_pb2.DelegateDisconnected,
+            tasks_pb2.TaskStarted, tasks_pb2.TaskSucceeded, tasks_pb2.TaskFailed)
+_BROADCASTS = (tasks_pb2.BroadcastRequested, tasks_pb2.BroadcastAnswered)
 
 
 class Sweeper:

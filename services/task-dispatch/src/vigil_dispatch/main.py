@@ -27,7 +27,7 @@ async def main() -> None:
                           [topics.dispatch_commands(common.version),
                            topics.delegate_events(common.version),
                            topics.task_results(common.version)],
-                          handlers.on_event, producer),
+                          handlers.on_event, producer, batch_handler=handlers.on_batch),
             Sweeper(store, broadcasts).run(settings.sweep_seconds),
             outbox.relay(pool, producer, PRODUCER),
         )

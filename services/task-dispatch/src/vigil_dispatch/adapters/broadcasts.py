@@ -8,7 +8,10 @@ its row; the last one, or the sweeper at the deadline, completes the broadcast e
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import asyncpg
+from google.protobuf import message as pb_message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vigil.events.v1 import tasks_pb2
@@ -25,37 +28,10 @@ class PostgresBroadcasts:
 
     async def request(self, event_id: str, req: tasks_pb2.BroadcastRequested) -> int:
         """Fan a broadcast out; returns how many delegates were asked (0: completed at once)."""
-        timeout = req.timeout_seconds or 10.0
         async with self._pool.acquire() as conn, conn.transaction():
             if not await inbox.claim(conn, self.consumer, event_id):
                 return 0
-            inserted = await conn.fetchval(
-                "INSERT INTO broadcasts (broadcast_id, account_id, vigil_version, capability, "
-                "selectors, deadline) VALUES ($1, $2, $3, $4, $5, "
-                "now() + $6 * interval '1 second') ON CONFLICT DO NOTHING RETURNING 1",
-                req.broadcast_id, req.account_id, self._version, req.capability,
-                sorted(set(req.selectors)), timeout)
-            if inserted is None:
-                return 0
-            rows = await conn.fetch(
-                "SELECT * FROM delegates WHERE connected AND account_id = $1 AND version = $2 "
-                "ORDER BY name", req.account_id, self._version)
-            asked = [r for r in rows if qualifies(candidate(r), req.account_id, self._version,
-                                                  req.capability, req.selectors)]
-            await conn.executemany(
-                "INSERT INTO broadcast_answers (broadcast_id, delegate_id, name) "
-                "VALUES ($1, $2, $3)", [(req.broadcast_id, r["delegate_id"], r["name"])
-                                        for r in asked])
-            if not asked:
-                await self._complete(conn, req.broadcast_id)
-                return 0
-            await outbox.add(conn, PRODUCER, topics.gateway_assignments(self._version),
-                             req.broadcast_id, tasks_pb2.BroadcastAssigned(
-                                 broadcast_id=req.broadcast_id, account_id=req.account_id,
-                                 delegate_ids=[r["delegate_id"] for r in asked],
-                                 check=req.check, timeout_seconds=timeout),
-                             event_id=f"broadcast-assigned/{req.broadcast_id}")
-            return len(asked)
+            return await self.apply_request(conn, req)
 
     async def answer(self, event_id: str, ans: tasks_pb2.BroadcastAnswered) -> bool:
         """Record one delegate's answer; completes the broadcast when it was the last.
@@ -63,21 +39,68 @@ class PostgresBroadcasts:
         async with self._pool.acquire() as conn, conn.transaction():
             if not await inbox.claim(conn, self.consumer, event_id):
                 return False
-            open_ = await conn.fetchval(
-                "SELECT 1 FROM broadcasts WHERE broadcast_id = $1 AND account_id = $2 "
-                "AND completed_at IS NULL FOR UPDATE", ans.broadcast_id, ans.account_id)
-            if open_ is None:
-                return False  # unknown, another account's, or too late
-            await conn.execute(
-                "UPDATE broadcast_answers SET answered_at = now(), ok = $3, detail = $4 "
-                "WHERE broadcast_id = $1 AND delegate_id = $2 AND answered_at IS NULL",
-                ans.broadcast_id, ans.delegate_id, ans.ok, ans.detail[:2000])
-            waiting = await conn.fetchval(
-                "SELECT count(*) FROM broadcast_answers WHERE broadcast_id = $1 "
-                "AND answered_at IS NULL", ans.broadcast_id)
-            if waiting:
-                return False
-            return await self._complete(conn, ans.broadcast_id)
+            return await self.apply_answer(conn, ans)
+
+    @staticmethod
+    async def lock_for(conn: asyncpg.Connection, messages: Iterable[pb_message.Message]) -> None:
+        """Lock the broadcasts these events answer, in id order: broadcasts come first in
+        task-dispatch's lock order (then tasks, then delegates; see adapters.postgres)."""
+        ids = sorted({m.broadcast_id for m in messages
+                      if isinstance(m, tasks_pb2.BroadcastAnswered)})
+        if ids:
+            await conn.execute("SELECT 1 FROM broadcasts WHERE broadcast_id = ANY($1::text[]) "
+                               "ORDER BY broadcast_id FOR UPDATE", ids)
+
+    async def apply_request(self, conn: asyncpg.Connection,
+                            req: tasks_pb2.BroadcastRequested) -> int:
+        """``request`` inside the caller's transaction (event already claimed)."""
+        timeout = req.timeout_seconds or 10.0
+        inserted = await conn.fetchval(
+            "INSERT INTO broadcasts (broadcast_id, account_id, vigil_version, capability, "
+            "selectors, deadline) VALUES ($1, $2, $3, $4, $5, "
+            "now() + $6 * interval '1 second') ON CONFLICT DO NOTHING RETURNING 1",
+            req.broadcast_id, req.account_id, self._version, req.capability,
+            sorted(set(req.selectors)), timeout)
+        if inserted is None:
+            return 0
+        rows = await conn.fetch(
+            "SELECT * FROM delegates WHERE connected AND account_id = $1 AND version = $2 "
+            "ORDER BY name", req.account_id, self._version)
+        asked = [r for r in rows if qualifies(candidate(r), req.account_id, self._version,
+                                              req.capability, req.selectors)]
+        await conn.executemany(
+            "INSERT INTO broadcast_answers (broadcast_id, delegate_id, name) "
+            "VALUES ($1, $2, $3)", [(req.broadcast_id, r["delegate_id"], r["name"])
+                                    for r in asked])
+        if not asked:
+            await self._complete(conn, req.broadcast_id)
+            return 0
+        await outbox.add(conn, PRODUCER, topics.gateway_assignments(self._version),
+                         req.broadcast_id, tasks_pb2.BroadcastAssigned(
+                             broadcast_id=req.broadcast_id, account_id=req.account_id,
+                             delegate_ids=[r["delegate_id"] for r in asked],
+                             check=req.check, timeout_seconds=timeout),
+                         event_id=f"broadcast-assigned/{req.broadcast_id}")
+        return len(asked)
+
+    async def apply_answer(self, conn: asyncpg.Connection,
+                           ans: tasks_pb2.BroadcastAnswered) -> bool:
+        """``answer`` inside the caller's transaction (event already claimed)."""
+        open_ = await conn.fetchval(
+            "SELECT 1 FROM broadcasts WHERE broadcast_id = $1 AND account_id = $2 "
+            "AND completed_at IS NULL FOR UPDATE", ans.broadcast_id, ans.account_id)
+        if open_ is None:
+            return False  # unknown, another account's, or too late
+        await conn.execute(
+            "UPDATE broadcast_answers SET answered_at = now(), ok = $3, detail = $4 "
+            "WHERE broadcast_id = $1 AND delegate_id = $2 AND answered_at IS NULL",
+            ans.broadcast_id, ans.delegate_id, ans.ok, ans.detail[:2000])
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM broadcast_answers WHERE broadcast_id = $1 "
+            "AND answered_at IS NULL", ans.broadcast_id)
+        if waiting:
+            return False
+        return await self._complete(conn, ans.broadcast_id)
 
     async def complete_due(self, limit: int = 100) -> int:
         """Complete broadcasts past their deadline, reporting the missing answers."""

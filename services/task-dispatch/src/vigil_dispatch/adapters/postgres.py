@@ -1,29 +1,65 @@
 """The task queue and the delegate registry in PostgreSQL.
 
-Each handler runs in one transaction with its inbox claim and outbox rows. Rows are locked in
-one order, task first, then the account's delegates (FOR UPDATE), so two dispatchers never
-overbook a delegate; a task row locked by another transaction is skipped, not waited for
-(a handler holding delegate rows would otherwise deadlock with the sweeper). A deadlock that
-still happens aborts one transaction, which is retried (the consume loop retries handlers,
-the sweeper its next round).
+Events are applied in a ``Work``: one transaction holding the inbox claims, the state changes
+and the outbox rows of one event (the public methods) or of a whole poll (the consume loop's
+batch path, see ``vigil_dispatch.handlers``).
+
+Locking, so that nothing is overbooked and nothing deadlocks however many dispatchers and
+sweepers run:
+- Picking a delegate locks only the chosen row: one statement takes the least loaded
+  qualifying delegate that has room ``FOR UPDATE SKIP LOCKED``, increments its counter under
+  the same conditions and assigns the task. ``max_tasks`` is re-checked on the locked row, so it
+  is never exceeded; a row another transaction holds is skipped, never waited for. When every
+  delegate with room is held by others, the task stays queued and is retried right after the
+  commit (waiting for the row then, holding nothing else), else by the sweeper.
+- Rows that must be waited for are locked up front, each kind in key order: broadcasts, then
+  tasks, then delegates (``lock_for``; the sweeper takes task rows SKIP LOCKED and its delegate
+  rows in id order). After that a transaction only takes rows SKIP LOCKED, so no lock cycle
+  can form. A deadlock would still only abort one transaction, which is retried (the consume
+  loop retries events, the sweeper its next round).
 Timeouts are computed from the stored timestamps, so a restarted dispatcher picks up where
 the previous one stopped (the sweep is durable).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+
 import asyncpg
+from google.protobuf import message as pb_message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vigil.delegate.v1 import tasks_pb2 as spec_pb2
 from vigil.events.v1 import tasks_pb2
 from vigil_common import inbox, outbox, topics
 from vigil_dispatch.config import Timeouts
-from vigil_dispatch.domain import Candidate, TaskStatus, pick, round_robin, why_unassigned
+from vigil_dispatch.domain import Candidate, TaskStatus, round_robin, why_unassigned
 
 PRODUCER = "task-dispatch"
 _IN_FLIGHT = ["ASSIGNED", "RUNNING"]
 _OPEN = ["QUEUED", "ASSIGNED", "RUNNING"]
+
+# The qualifying delegates with room, as vigil_dispatch.domain.pick sees them (same account,
+# version, capability, every selector, below max_tasks), least loaded first, ties by id.
+_QUALIFY = ("connected AND account_id = $1 AND version = $2 AND $3 = ANY(capabilities) "
+            "AND selectors @> $4::text[] AND (max_tasks = 0 OR running_tasks < max_tasks)")
+# Pick, lock and take one slot of the chosen delegate and assign task ($5, $6) to it, in one
+# statement. The UPDATE re-checks the limit on the locked row (belt and braces: FOR UPDATE
+# already re-evaluates the conditions on the newest row version).
+_PICK_AND_ASSIGN = (
+    "WITH chosen AS (SELECT delegate_id FROM delegates WHERE " + _QUALIFY +
+    " ORDER BY running_tasks, delegate_id LIMIT 1 FOR UPDATE {lock}), "
+    "taken AS (UPDATE delegates d SET running_tasks = d.running_tasks + 1 FROM chosen "
+    "WHERE d.delegate_id = chosen.delegate_id AND d.connected "
+    "AND (d.max_tasks = 0 OR d.running_tasks < d.max_tasks) "
+    "RETURNING d.delegate_id, d.session) "
+    "UPDATE tasks t SET status = 'ASSIGNED', delegate_id = taken.delegate_id, "
+    "assigned_at = now() FROM taken WHERE t.task_id = $5 AND t.attempt = $6 "
+    "RETURNING taken.delegate_id, taken.session")
+_PICK_SKIP_LOCKED = _PICK_AND_ASSIGN.format(lock="SKIP LOCKED")
+_PICK_WAITING = _PICK_AND_ASSIGN.format(lock="")
+_ANY_WITH_ROOM = "SELECT EXISTS (SELECT 1 FROM delegates WHERE " + _QUALIFY + ")"
 
 
 def _now() -> Timestamp:
@@ -38,6 +74,20 @@ def candidate(r: asyncpg.Record) -> Candidate:
                      r["running_tasks"], frozenset(r["selectors"]), r["max_tasks"])
 
 
+class Work:
+    """One open transaction: its connection, the events it queues for the outbox (written
+    per event by ``flush``, under that event's trace) and the tasks to retry after commit."""
+
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+        self.items: list[outbox.Item] = []
+        self.retry: list[tuple[str, int]] = []
+
+    async def flush(self) -> None:
+        items, self.items = self.items, []
+        await outbox.add_many(self.conn, PRODUCER, items)
+
+
 class PostgresDispatch:
     def __init__(self, pool: asyncpg.Pool, version: str, timeouts: Timeouts | None = None):
         self._pool = pool
@@ -45,179 +95,254 @@ class PostgresDispatch:
         self._t = timeouts or Timeouts()
         self.consumer = f"{version}.task-dispatch"
 
+    # --- transactions ---
+
+    @contextlib.asynccontextmanager
+    async def work(self) -> AsyncIterator[Work]:
+        """A transaction; tasks it left queued only because every delegate with room was
+        locked by another transaction are retried once after it committed."""
+        async with self._pool.acquire() as conn:
+            work = Work(conn)
+            async with conn.transaction():
+                yield work
+        if work.retry:
+            await self.assign_now(work.retry)
+
+    async def lock_for(self, work: Work, messages: Iterable[pb_message.Message]) -> None:
+        """Lock, in the global order (tasks, then delegates, each by key), the rows these
+        events will change and would otherwise have to wait for one at a time."""
+        tasks = sorted({(m.task_id, m.attempt) for m in messages
+                        if isinstance(m, tasks_pb2.TaskStarted | tasks_pb2.TaskSucceeded
+                                      | tasks_pb2.TaskFailed)})
+        delegates = {m.delegate_id for m in messages
+                     if isinstance(m, tasks_pb2.DelegateConnected | tasks_pb2.DelegateDisconnected
+                                   | tasks_pb2.TaskStarted)}
+        if tasks:
+            rows = await work.conn.fetch(
+                "SELECT t.delegate_id FROM tasks t JOIN unnest($1::text[], $2::int[]) "
+                "AS k(task_id, attempt) USING (task_id, attempt) "
+                "ORDER BY t.task_id, t.attempt FOR UPDATE OF t",
+                [t for t, _ in tasks], [a for _, a in tasks])
+            delegates.update(r["delegate_id"] for r in rows if r["delegate_id"])
+        await self._lock_delegates(work.conn, delegates)
+
+    @staticmethod
+    async def _lock_delegates(conn: asyncpg.Connection, delegate_ids: Iterable[str]) -> None:
+        ids = sorted(set(delegate_ids))
+        if ids:
+            await conn.execute("SELECT 1 FROM delegates WHERE delegate_id = ANY($1::text[]) "
+                               "ORDER BY delegate_id FOR UPDATE", ids)
+
+    # --- one event in its own transaction (claim, lock, apply) ---
+
     async def enqueue(self, event_id: str, cmd: tasks_pb2.DispatchTask) -> str | None:
         """Queue a task and try to assign it; returns the delegate id if assigned now."""
-        validity = cmd.validity_seconds or self._t.validity_seconds
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await inbox.claim(conn, self.consumer, event_id):
-                return None
-            inserted = await conn.fetchval(
-                "INSERT INTO tasks (task_id, attempt, account_id, execution_id, capability, "
-                "vigil_version, spec, timeout_seconds, status, selectors, validity_seconds, "
-                "valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, $10, "
-                "now() + $10 * interval '1 second') ON CONFLICT DO NOTHING RETURNING 1",
-                cmd.task_id, cmd.attempt, cmd.account_id, cmd.execution_id, cmd.capability,
-                self._version, cmd.spec.SerializeToString(), cmd.timeout_seconds,
-                sorted(set(cmd.selectors)), validity)
-            if inserted is None:
-                return None
-            return await self._assign(conn, cmd.task_id, cmd.attempt)
+        async with self.work() as w:
+            if await inbox.claim(w.conn, self.consumer, event_id):
+                return await self.apply_enqueue(w, cmd)
+        return None
 
     async def delegate_connected(self, event_id: str, ev: tasks_pb2.DelegateConnected) -> int:
+        """See ``apply_delegate_connected``."""
+        async with self.work() as w:
+            if await inbox.claim(w.conn, self.consumer, event_id):
+                await self.lock_for(w, [ev])
+                return await self.apply_delegate_connected(w, ev)
+        return 0
+
+    async def delegate_disconnected(self, event_id: str,
+                                    ev: tasks_pb2.DelegateDisconnected) -> None:
+        """Mark the session gone; its tasks are re-queued by the sweeper if it stays away."""
+        async with self.work() as w:
+            if await inbox.claim(w.conn, self.consumer, event_id):
+                await self.apply_delegate_disconnected(w, ev)
+
+    async def task_started(self, event_id: str, ev: tasks_pb2.TaskStarted) -> bool:
+        """See ``apply_task_started``."""
+        async with self.work() as w:
+            if await inbox.claim(w.conn, self.consumer, event_id):
+                await self.lock_for(w, [ev])
+                return await self.apply_task_started(w, ev)
+        return False
+
+    async def task_finished(self, event_id: str, task_id: str, attempt: int,
+                            success: bool) -> None:
+        """See ``apply_task_finished``."""
+        async with self.work() as w:
+            if await inbox.claim(w.conn, self.consumer, event_id):
+                await self.lock_for(w, [tasks_pb2.TaskSucceeded(task_id=task_id,
+                                                                attempt=attempt)])
+                await self.apply_task_finished(w, task_id, attempt, success)
+
+    # --- applying one event inside a Work (claimed and locked by the caller) ---
+
+    async def apply_enqueue(self, w: Work, cmd: tasks_pb2.DispatchTask) -> str | None:
+        validity = cmd.validity_seconds or self._t.validity_seconds
+        task = await w.conn.fetchrow(
+            "INSERT INTO tasks (task_id, attempt, account_id, execution_id, capability, "
+            "vigil_version, spec, timeout_seconds, status, selectors, validity_seconds, "
+            "valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, $10, "
+            "now() + $10 * interval '1 second') ON CONFLICT DO NOTHING RETURNING *",
+            cmd.task_id, cmd.attempt, cmd.account_id, cmd.execution_id, cmd.capability,
+            self._version, cmd.spec.SerializeToString(), cmd.timeout_seconds,
+            sorted(set(cmd.selectors)), validity)
+        if task is None:
+            return None
+        delegate = await self._assign_row(w, task)  # the new row is ours (locked) already
+        await w.flush()
+        return delegate
+
+    async def apply_delegate_connected(self, w: Work, ev: tasks_pb2.DelegateConnected) -> int:
         """Record a connection (newer sessions only), re-send the tasks assigned to the
         delegate but not started, assign queued tasks; returns how many were newly assigned.
 
         The re-send closes a gap: an assignment broadcast while the delegate moved between
         gateway instances reached no gateway that held it. The delegate drops a task it has.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await inbox.claim(conn, self.consumer, event_id):
-                return 0
-            await self._lock_delegates(conn, ev.account_id)
-            updated = await conn.fetchval(
-                "INSERT INTO delegates (delegate_id, account_id, name, version, capabilities, "
-                "gateway_id, session, connected, selectors, max_tasks) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, true, $8, $9) "
-                "ON CONFLICT (delegate_id) DO UPDATE SET name = EXCLUDED.name, "
-                "version = EXCLUDED.version, capabilities = EXCLUDED.capabilities, "
-                "gateway_id = EXCLUDED.gateway_id, session = EXCLUDED.session, connected = true, "
-                "selectors = EXCLUDED.selectors, max_tasks = EXCLUDED.max_tasks, "
-                "disconnected_at = NULL, updated_at = now() "
-                "WHERE delegates.session < EXCLUDED.session RETURNING 1",
-                ev.delegate_id, ev.account_id, ev.name, ev.version, list(ev.capabilities),
-                ev.gateway_id, ev.session, list(ev.selectors), ev.max_tasks)
-            if updated is None:
-                return 0
-            # The counter may be stale after re-queues of a vanished session: recount.
-            await conn.execute(
-                "UPDATE delegates SET running_tasks = (SELECT count(*) FROM tasks WHERE "
-                "delegate_id = $1 AND status = ANY($2::text[])) WHERE delegate_id = $1",
-                ev.delegate_id, _IN_FLIGHT)
-            for task in await conn.fetch(
-                    "SELECT * FROM tasks WHERE delegate_id = $1 AND status = 'ASSIGNED' "
-                    "ORDER BY assigned_at", ev.delegate_id):
-                await self._announce(conn, task, ev.delegate_id, ev.session)
-            queued = await conn.fetch(
-                "SELECT task_id, attempt FROM tasks WHERE status = 'QUEUED' AND account_id = $1 "
-                "AND vigil_version = $2 AND capability = ANY($3::text[]) ORDER BY created_at "
-                "LIMIT 1000", ev.account_id, self._version, list(ev.capabilities))
-            assigned = 0
-            for row in queued:
-                if await self._assign(conn, row["task_id"], row["attempt"]):
-                    assigned += 1
-            return assigned
+        conn = w.conn
+        updated = await conn.fetchval(
+            "INSERT INTO delegates (delegate_id, account_id, name, version, capabilities, "
+            "gateway_id, session, connected, selectors, max_tasks) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, true, $8, $9) "
+            "ON CONFLICT (delegate_id) DO UPDATE SET name = EXCLUDED.name, "
+            "version = EXCLUDED.version, capabilities = EXCLUDED.capabilities, "
+            "gateway_id = EXCLUDED.gateway_id, session = EXCLUDED.session, connected = true, "
+            "selectors = EXCLUDED.selectors, max_tasks = EXCLUDED.max_tasks, "
+            "disconnected_at = NULL, updated_at = now() "
+            "WHERE delegates.session < EXCLUDED.session RETURNING 1",
+            ev.delegate_id, ev.account_id, ev.name, ev.version, list(ev.capabilities),
+            ev.gateway_id, ev.session, list(ev.selectors), ev.max_tasks)
+        if updated is None:
+            return 0
+        # The counter may be stale after re-queues of a vanished session: recount.
+        await conn.execute(
+            "UPDATE delegates SET running_tasks = (SELECT count(*) FROM tasks WHERE "
+            "delegate_id = $1 AND status = ANY($2::text[])) WHERE delegate_id = $1",
+            ev.delegate_id, _IN_FLIGHT)
+        for task in await conn.fetch(
+                "SELECT * FROM tasks WHERE delegate_id = $1 AND status = 'ASSIGNED' "
+                "ORDER BY assigned_at", ev.delegate_id):
+            self._announce(w, task, ev.delegate_id, ev.session)
+        queued = await conn.fetch(
+            "SELECT task_id, attempt FROM tasks WHERE status = 'QUEUED' AND account_id = $1 "
+            "AND vigil_version = $2 AND capability = ANY($3::text[]) ORDER BY created_at "
+            "LIMIT 1000", ev.account_id, self._version, list(ev.capabilities))
+        assigned = 0
+        for row in queued:
+            if await self._assign(w, row["task_id"], row["attempt"]):
+                assigned += 1
+        await w.flush()
+        return assigned
 
-    async def delegate_disconnected(self, event_id: str,
-                                    ev: tasks_pb2.DelegateDisconnected) -> None:
-        """Mark the session gone; its tasks are re-queued by the sweeper if it stays away."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await inbox.claim(conn, self.consumer, event_id):
-                return
-            await conn.execute(
-                "UPDATE delegates SET connected = false, disconnected_at = now(), "
-                "updated_at = now() WHERE delegate_id = $1 AND session = $2",
-                ev.delegate_id, ev.session)
+    async def apply_delegate_disconnected(self, w: Work,
+                                          ev: tasks_pb2.DelegateDisconnected) -> None:
+        await w.conn.execute(
+            "UPDATE delegates SET connected = false, disconnected_at = now(), "
+            "updated_at = now() WHERE delegate_id = $1 AND session = $2",
+            ev.delegate_id, ev.session)
 
-    async def task_started(self, event_id: str, ev: tasks_pb2.TaskStarted) -> bool:
+    async def apply_task_started(self, w: Work, ev: tasks_pb2.TaskStarted) -> bool:
         """assigned -> running. A re-queued task that its old delegate turns out to be running
         is given back to it. Returns whether the task changed."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await inbox.claim(conn, self.consumer, event_id):
-                return False
-            task = await conn.fetchrow(
-                "SELECT status, delegate_id, account_id FROM tasks WHERE task_id = $1 "
-                "AND attempt = $2 FOR UPDATE", ev.task_id, ev.attempt)
-            if task is None:
-                return False
-            await self._lock_delegates(conn, task["account_id"])
-            status = TaskStatus(task["status"])
-            if status is TaskStatus.ASSIGNED and task["delegate_id"] == ev.delegate_id:
-                await conn.execute(
-                    "UPDATE tasks SET status = 'RUNNING', started_at = now() "
-                    "WHERE task_id = $1 AND attempt = $2", ev.task_id, ev.attempt)
-                return True
-            if status is TaskStatus.QUEUED:
-                await conn.execute(
-                    "UPDATE tasks SET status = 'RUNNING', started_at = now(), assigned_at = now(), "
-                    "delegate_id = $3 WHERE task_id = $1 AND attempt = $2",
-                    ev.task_id, ev.attempt, ev.delegate_id)
-                await conn.execute("UPDATE delegates SET running_tasks = running_tasks + 1 "
-                                   "WHERE delegate_id = $1", ev.delegate_id)
-                return True
+        conn = w.conn
+        task = await conn.fetchrow(
+            "SELECT status, delegate_id, account_id FROM tasks WHERE task_id = $1 "
+            "AND attempt = $2 FOR UPDATE", ev.task_id, ev.attempt)
+        if task is None:
             return False
+        status = TaskStatus(task["status"])
+        if status is TaskStatus.ASSIGNED and task["delegate_id"] == ev.delegate_id:
+            await conn.execute(
+                "UPDATE tasks SET status = 'RUNNING', started_at = now() "
+                "WHERE task_id = $1 AND attempt = $2", ev.task_id, ev.attempt)
+            return True
+        if status is TaskStatus.QUEUED:
+            await conn.execute(
+                "UPDATE tasks SET status = 'RUNNING', started_at = now(), assigned_at = now(), "
+                "delegate_id = $3 WHERE task_id = $1 AND attempt = $2",
+                ev.task_id, ev.attempt, ev.delegate_id)
+            await conn.execute("UPDATE delegates SET running_tasks = running_tasks + 1 "
+                               "WHERE delegate_id = $1", ev.delegate_id)
+            return True
+        return False
 
-    async def task_finished(self, event_id: str, task_id: str, attempt: int,
-                            success: bool) -> None:
+    async def apply_task_finished(self, w: Work, task_id: str, attempt: int,
+                                  success: bool) -> None:
         """Close a task (once), free its delegate's slot and give the slot to the next queued
         task of the account."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await inbox.claim(conn, self.consumer, event_id):
-                return
-            task = await conn.fetchrow(
-                "SELECT status, delegate_id, account_id FROM tasks WHERE task_id = $1 "
-                "AND attempt = $2 AND status = ANY($3::text[]) FOR UPDATE",
-                task_id, attempt, _OPEN)
-            if task is None:
-                return
-            await self._lock_delegates(conn, task["account_id"])
-            await conn.execute(
-                "UPDATE tasks SET status = $3, finished_at = now() WHERE task_id = $1 "
-                "AND attempt = $2", task_id, attempt, "SUCCEEDED" if success else "FAILED")
-            if TaskStatus(task["status"]).in_flight and task["delegate_id"]:
-                await conn.execute(
-                    "UPDATE delegates SET running_tasks = greatest(running_tasks - 1, 0) "
-                    "WHERE delegate_id = $1", task["delegate_id"])
-                for row in await conn.fetch(
-                        "SELECT task_id, attempt FROM tasks WHERE status = 'QUEUED' "
-                        "AND account_id = $1 AND vigil_version = $2 ORDER BY created_at LIMIT 3",
-                        task["account_id"], self._version):
-                    if await self._assign(conn, row["task_id"], row["attempt"]):
-                        break
-
-    @staticmethod
-    async def _lock_delegates(conn: asyncpg.Connection, account_id: str) -> None:
-        """Lock the account's delegate rows in id order, the order _assign uses, before
-        changing any one of them: one order everywhere, so no lock cycle between handlers
-        and the sweeper."""
-        await conn.execute("SELECT 1 FROM delegates WHERE account_id = $1 ORDER BY delegate_id "
-                           "FOR UPDATE", account_id)
-
-    async def _assign(self, conn: asyncpg.Connection, task_id: str, attempt: int) -> str | None:
-        # SKIP LOCKED: a task another transaction is assigning (the sweeper, another
-        # dispatcher) is theirs; waiting for it while holding delegate rows would deadlock.
+        conn = w.conn
         task = await conn.fetchrow(
+            "UPDATE tasks t SET status = $3, finished_at = now() FROM (SELECT status AS before "
+            "FROM tasks WHERE task_id = $1 AND attempt = $2 AND status = ANY($4::text[]) "
+            "FOR UPDATE) b WHERE t.task_id = $1 AND t.attempt = $2 "
+            "RETURNING b.before, t.delegate_id, t.account_id",
+            task_id, attempt, "SUCCEEDED" if success else "FAILED", _OPEN)
+        if task is None:
+            return
+        if TaskStatus(task["before"]).in_flight and task["delegate_id"]:
+            await conn.execute(
+                "UPDATE delegates SET running_tasks = greatest(running_tasks - 1, 0) "
+                "WHERE delegate_id = $1", task["delegate_id"])
+            for row in await conn.fetch(
+                    "SELECT task_id, attempt FROM tasks WHERE status = 'QUEUED' "
+                    "AND account_id = $1 AND vigil_version = $2 ORDER BY created_at LIMIT 3",
+                    task["account_id"], self._version):
+                if await self._assign(w, row["task_id"], row["attempt"]):
+                    break
+            await w.flush()
+
+    # --- assignment ---
+
+    async def _assign(self, w: Work, task_id: str, attempt: int) -> str | None:
+        # SKIP LOCKED: a task another transaction is assigning (the sweeper, another
+        # dispatcher) is theirs.
+        task = await w.conn.fetchrow(
             "SELECT * FROM tasks WHERE task_id = $1 AND attempt = $2 AND status = 'QUEUED' "
             "FOR UPDATE SKIP LOCKED", task_id, attempt)
         if task is None:
             return None
-        rows = await conn.fetch(
-            "SELECT * FROM delegates WHERE connected AND account_id = $1 AND version = $2 "
-            "AND $3 = ANY(capabilities) ORDER BY delegate_id FOR UPDATE",
-            task["account_id"], task["vigil_version"], task["capability"])
-        chosen = pick((candidate(r) for r in rows), task["account_id"], task["vigil_version"],
-                      task["capability"], task["selectors"])
-        if chosen is None:
-            return None
-        await conn.execute(
-            "UPDATE tasks SET status = 'ASSIGNED', delegate_id = $3, assigned_at = now() "
-            "WHERE task_id = $1 AND attempt = $2", task_id, attempt, chosen.delegate_id)
-        await conn.execute(
-            "UPDATE delegates SET running_tasks = running_tasks + 1 WHERE delegate_id = $1",
-            chosen.delegate_id)
-        session = next(r["session"] for r in rows if r["delegate_id"] == chosen.delegate_id)
-        await self._announce(conn, task, chosen.delegate_id, session)
-        return chosen.delegate_id
+        return await self._assign_row(w, task)
 
-    async def _announce(self, conn: asyncpg.Connection, task: asyncpg.Record, delegate_id: str,
-                        session: int) -> None:
-        await outbox.add(conn, PRODUCER, topics.gateway_assignments(self._version),
-                         task["execution_id"], tasks_pb2.TaskAssigned(
-                             task_id=task["task_id"], attempt=task["attempt"],
-                             account_id=task["account_id"], execution_id=task["execution_id"],
-                             delegate_id=delegate_id,
-                             spec=spec_pb2.TaskSpec.FromString(task["spec"]),
-                             timeout_seconds=task["timeout_seconds"], session=session),
-                         event_id=f"assigned/{task['task_id']}/{task['attempt']}/{session}")
+    async def _assign_row(self, w: Work, task: asyncpg.Record, *,
+                          wait: bool = False) -> str | None:
+        """Assign a QUEUED task whose row this transaction holds; queue its TaskAssigned in
+        ``w.items``. Returns the delegate, or None (then the task stays queued)."""
+        args = (task["account_id"], task["vigil_version"], task["capability"],
+                task["selectors"], task["task_id"], task["attempt"])
+        chosen = await w.conn.fetchrow(_PICK_WAITING if wait else _PICK_SKIP_LOCKED, *args)
+        if chosen is None:
+            if not wait and await w.conn.fetchval(_ANY_WITH_ROOM, *args[:4]):
+                w.retry.append((task["task_id"], task["attempt"]))  # held by others
+            return None
+        self._announce(w, task, chosen["delegate_id"], chosen["session"])
+        return chosen["delegate_id"]
+
+    async def assign_now(self, tasks: list[tuple[str, int]]) -> int:
+        """Assign these queued tasks, each in a short transaction that waits for a delegate
+        row held by another. It holds only the task row meanwhile, and whoever waits for task
+        rows holds no delegate row yet (``lock_for``), so no cycle. Returns how many were
+        assigned."""
+        assigned = 0
+        for task_id, attempt in tasks:
+            async with self._pool.acquire() as conn, conn.transaction():
+                w = Work(conn)
+                task = await conn.fetchrow(
+                    "SELECT * FROM tasks WHERE task_id = $1 AND attempt = $2 "
+                    "AND status = 'QUEUED' FOR UPDATE SKIP LOCKED", task_id, attempt)
+                if task is not None and await self._assign_row(w, task, wait=True):
+                    assigned += 1
+                    await w.flush()
+        return assigned
+
+    def _announce(self, w: Work, task: asyncpg.Record, delegate_id: str, session: int) -> None:
+        w.items.append(outbox.Item(
+            topics.gateway_assignments(self._version), task["execution_id"],
+            tasks_pb2.TaskAssigned(
+                task_id=task["task_id"], attempt=task["attempt"], account_id=task["account_id"],
+                execution_id=task["execution_id"], delegate_id=delegate_id,
+                spec=spec_pb2.TaskSpec.FromString(task["spec"]),
+                timeout_seconds=task["timeout_seconds"], session=session),
+            f"assigned/{task['task_id']}/{task['attempt']}/{session}"))
 
     # --- the sweeper's passes (each returns how many tasks it changed) ---
 
@@ -232,8 +357,10 @@ class PostgresDispatch:
         assigned = 0
         for row in round_robin(rows, key=lambda r: r["account_id"])[:limit]:
             async with self._pool.acquire() as conn, conn.transaction():
-                if await self._assign(conn, row["task_id"], row["attempt"]):
+                w = Work(conn)
+                if await self._assign(w, row["task_id"], row["attempt"]):
                     assigned += 1
+                    await w.flush()
         return assigned
 
     async def expire_unassigned(self, limit: int = 500) -> int:
@@ -263,12 +390,12 @@ class PostgresDispatch:
                 "(timeout_seconds + $3) * interval '1 second' < now() LIMIT $4 "
                 "FOR UPDATE SKIP LOCKED", _IN_FLIGHT, self._version,
                 self._t.result_grace_seconds, limit)
+            await self._lock_delegates(conn, (t["delegate_id"] for t in tasks))
             for t in tasks:
                 reason = (f"no result from delegate {t['delegate_id']} within the task's "
                           f"timeout of {t['timeout_seconds']:g}s plus "
                           f"{self._t.result_grace_seconds:g}s grace (task was {t['status']})")
                 await self._expire(conn, t, reason, tasks_pb2.TASK_FAILURE_KIND_NO_RESULT)
-                await self._lock_delegates(conn, t["account_id"])
                 await conn.execute(
                     "UPDATE delegates SET running_tasks = greatest(running_tasks - 1, 0) "
                     "WHERE delegate_id = $1", t["delegate_id"])
@@ -278,6 +405,7 @@ class PostgresDispatch:
         """Put the tasks of delegates disconnected longer than requeue_after back in the queue
         (same attempt, new validity period), then try to assign them elsewhere."""
         async with self._pool.acquire() as conn, conn.transaction():
+            w = Work(conn)
             tasks = await conn.fetch(
                 "SELECT t.task_id, t.attempt, t.delegate_id, t.account_id FROM tasks t "
                 "JOIN delegates d "
@@ -285,8 +413,8 @@ class PostgresDispatch:
                 "AND t.vigil_version = $2 AND NOT d.connected AND d.disconnected_at < now() - "
                 "$3 * interval '1 second' LIMIT $4 FOR UPDATE OF t SKIP LOCKED",
                 _IN_FLIGHT, self._version, self._t.requeue_after_seconds, limit)
+            await self._lock_delegates(conn, (t["delegate_id"] for t in tasks))
             for t in tasks:
-                await self._lock_delegates(conn, t["account_id"])
                 await conn.execute(
                     "UPDATE tasks SET status = 'QUEUED', delegate_id = NULL, assigned_at = NULL, "
                     "started_at = NULL, requeues = requeues + 1, "
@@ -296,8 +424,9 @@ class PostgresDispatch:
                     "UPDATE delegates SET running_tasks = greatest(running_tasks - 1, 0) "
                     "WHERE delegate_id = $1", t["delegate_id"])
             for t in tasks:
-                await self._assign(conn, t["task_id"], t["attempt"])
-            return len(tasks)
+                await self._assign(w, t["task_id"], t["attempt"])
+            await w.flush()
+        return len(tasks)
 
     async def _expire(self, conn: asyncpg.Connection, t: asyncpg.Record, reason: str,
                       kind: int) -> None:
