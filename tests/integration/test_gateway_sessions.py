@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from vigil.events.v1 import tasks_pb2
-from vigil_gateway.adapters.postgres import PRODUCER, delegate_id_for
+from vigil_gateway.adapters.postgres import PRODUCER, GatewayStore, delegate_id_for
 from vigil_gateway.adapters.sessions import SessionWriter
 
 VERSION = "v1"
@@ -106,3 +106,55 @@ async def test_a_stream_gone_while_its_session_was_opening_gets_the_session_clos
     assert await eventually(closed, "the orphaned session closed")
     d = gone.delegate_id
     assert await _events(pool, [d]) == [f"connected/{d}/1", f"disconnected/{d}/1"]
+
+
+async def _open_on(pool, gateway_id: str, account: str, names: list[str]) -> list[str]:
+    writer = SessionWriter(pool, PRODUCER, VERSION, gateway_id)
+    changes = [_connected(account, name) for name in names]
+    await asyncio.gather(*(writer.open(ev) for ev in changes))
+    return [ev.delegate_id for ev in changes]
+
+
+async def _connected_ids(pool, account: str) -> set[str]:
+    return {r["delegate_id"] for r in await pool.fetch(
+        "SELECT delegate_id FROM delegate_sessions WHERE account_id = $1 AND connected", account)}
+
+
+async def test_a_silent_gateway_instances_sessions_are_closed_by_a_live_one(pool, unique):
+    account = f"acct-{unique}"
+    crashed, live = f"gw-crashed-{unique}", f"gw-live-{unique}"
+    lost = await _open_on(pool, crashed, account, ["a", "b"])
+    kept = await _open_on(pool, live, account, ["c"])
+    await pool.execute(
+        "INSERT INTO gateway_instances (gateway_id, version, heartbeat_at) "
+        "VALUES ($1, $2, now() - interval '1 minute')", crashed, VERSION)
+
+    swept = await GatewayStore(pool, VERSION, live).heartbeat(dead_after=30)
+
+    assert swept.get(crashed) == 2  # (instances left by other tests may be swept too)
+    assert await _connected_ids(pool, account) == set(kept)
+    assert sorted(await _events(pool, lost)) == sorted(
+        [f"connected/{d}/1" for d in lost] + [f"disconnected/{d}/1" for d in lost])
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM gateway_instances WHERE gateway_id = $1", crashed)
+    # an instance still beating within the limit is left alone
+    await GatewayStore(pool, VERSION, crashed).heartbeat(dead_after=30)
+    assert crashed not in await GatewayStore(pool, VERSION, live).heartbeat(dead_after=30)
+
+
+async def test_an_instance_restarted_under_its_id_closes_its_previous_lifes_sessions(
+        pool, unique):
+    account = f"acct-{unique}"
+    gateway_id = f"gw-{unique}"
+    left = await _open_on(pool, gateway_id, account, ["a", "b", "c"])
+    other = await _open_on(pool, f"gw-other-{unique}", account, ["d"])
+
+    closed = await GatewayStore(pool, VERSION, gateway_id).start_instance()
+
+    assert closed == 3
+    assert await _connected_ids(pool, account) == set(other)
+    assert sorted(e for e in await _events(pool, left) if e.startswith("disconnected/")) == \
+        sorted(f"disconnected/{d}/1" for d in left)
+    await GatewayStore(pool, VERSION, gateway_id).stop_instance()
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM gateway_instances WHERE gateway_id = $1", gateway_id)

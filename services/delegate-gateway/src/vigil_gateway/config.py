@@ -39,6 +39,11 @@ class Settings:
     # GATEWAY_PROGRESS_MAX_LINES, default 100: lines per task per batch; more are counted as
     # dropped (the rate limit).
     progress_max_lines: int
+    # GATEWAY_HEARTBEAT_SECONDS, default 5: how often this instance marks itself alive.
+    heartbeat_seconds: float
+    # GATEWAY_DEAD_AFTER_SECONDS, default 30: an instance of the same version silent this long
+    # is taken for dead, and its sessions are closed (DelegateDisconnected).
+    dead_after_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -52,4 +57,6 @@ class Settings:
                    token_recheck_seconds=get_float(environ, "GATEWAY_TOKEN_RECHECK_SECONDS", 5.0),
                    progress_flush_seconds=get_float(environ, "GATEWAY_PROGRESS_FLUSH_SECONDS",
                                                     1.0),
-                   progress_max_lines=get_int(environ, "GATEWAY_PROGRESS_MAX_LINES", 100))
+                   progress_max_lines=get_int(environ, "GATEWAY_PROGRESS_MAX_LINES", 100),
+                   heartbeat_seconds=get_float(environ, "GATEWAY_HEARTBEAT_SECONDS", 5.0),
+                   dead_after_seconds=get_float(environ, "GATEWAY_DEAD_AFTER_SECONDS", 30.0))

@@ -80,3 +80,21 @@ async def watch_revocations(pool: asyncpg.Pool, store: GatewayStore, connections
                     log.warning("closed streams of revoked tokens", streams=closed)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), interval)
+
+
+async def keep_alive(store: GatewayStore, interval: float, dead_after: float) -> None:
+    """This instance's heartbeat, and the sweep that closes the sessions of instances that
+    stopped beating (crashed, partitioned away): their delegates show as gone, and
+    task-dispatch re-queues their tasks if they do not reconnect elsewhere. A failed round is
+    logged and retried at the next one."""
+    while True:
+        try:
+            closed = await store.heartbeat(dead_after)
+            for gateway_id, sessions in closed.items():
+                log.warning("closed the sessions of a silent gateway instance",
+                            gateway_id=gateway_id, sessions=sessions, silent_for_s=dead_after)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("gateway heartbeat failed; retrying")
+        await asyncio.sleep(interval)

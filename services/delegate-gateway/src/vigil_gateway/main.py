@@ -15,7 +15,9 @@ from vigil_gateway.adapters.postgres import PRODUCER, GatewayStore
 from vigil_gateway.adapters.progress import ProgressBatcher
 from vigil_gateway.adapters.tokens import TokenCache
 from vigil_gateway.config import Settings
-from vigil_gateway.handlers import Handlers, watch_revocations
+from vigil_gateway.handlers import Handlers, keep_alive, watch_revocations
+
+log = logs.get(__name__)
 
 
 async def main() -> None:
@@ -35,6 +37,9 @@ async def main() -> None:
                                               common.instance_id, publisher, progress, tokens)
         admin = DelegateAdmin(store, waiters, common.version, Caller.of(pool))
         handlers = Handlers(connections, waiters)
+        if stale := await store.start_instance():
+            log.warning("closed sessions left open by this instance's previous run",
+                        sessions=stale)
         async with grpc_stream.serve(settings.grpc_port, service, admin, host=settings.host,
                                      tls=tls):
             await serve_until_sigterm(
@@ -47,4 +52,6 @@ async def main() -> None:
                 progress.run(settings.progress_flush_seconds),
                 watch_revocations(pool, store, connections, settings.token_recheck_seconds,
                                   tokens),
+                keep_alive(store, settings.heartbeat_seconds, settings.dead_after_seconds),
             )
+        await store.stop_instance()  # the streams have closed their sessions

@@ -20,7 +20,7 @@ from google.protobuf import message as pb_message
 
 from vigil.events.v1 import tasks_pb2
 from vigil_common import outbox
-from vigil_gateway.adapters.sessions import SessionWriter
+from vigil_gateway.adapters.sessions import SessionWriter, close_instance_sessions
 
 PRODUCER = "delegate-gateway"
 REVOKED_CHANNEL = "vigil_token_revoked"
@@ -91,6 +91,45 @@ class GatewayStore:
 
     async def close_session(self, ev: tasks_pb2.DelegateDisconnected) -> None:
         await self._sessions.close(ev)
+
+    # --- this instance's liveness (migrations/0012) ---
+
+    async def start_instance(self) -> int:
+        """Register this instance as alive and close the sessions its previous life (same
+        id) left marked connected: none of them can be live, it just started. Returns how many
+        were closed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO gateway_instances (gateway_id, version) VALUES ($1, $2) "
+                "ON CONFLICT (gateway_id) DO UPDATE SET version = EXCLUDED.version, "
+                "started_at = now(), heartbeat_at = now()", self._gateway_id, self._version)
+            return await close_instance_sessions(conn, PRODUCER, self._version, self._gateway_id)
+
+    async def heartbeat(self, dead_after: float) -> dict[str, int]:
+        """Refresh this instance's heartbeat, then close the sessions of every instance of this
+        version silent for ``dead_after`` seconds and forget it. Returns {instance: sessions
+        closed}. Two live instances sweeping at once skip each other's locked rows."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO gateway_instances (gateway_id, version) VALUES ($1, $2) "
+                "ON CONFLICT (gateway_id) DO UPDATE SET heartbeat_at = now()",
+                self._gateway_id, self._version)
+            dead = await conn.fetch(
+                "SELECT gateway_id FROM gateway_instances WHERE version = $1 AND gateway_id <> $2 "
+                "AND heartbeat_at < now() - $3 * interval '1 second' FOR UPDATE SKIP LOCKED",
+                self._version, self._gateway_id, dead_after)
+            closed = {}
+            for row in dead:
+                closed[row["gateway_id"]] = await close_instance_sessions(
+                    conn, PRODUCER, self._version, row["gateway_id"])
+                await conn.execute("DELETE FROM gateway_instances WHERE gateway_id = $1",
+                                   row["gateway_id"])
+            return closed
+
+    async def stop_instance(self) -> None:
+        """A clean stop: the streams closed their own sessions; forget the instance."""
+        await self._pool.execute("DELETE FROM gateway_instances WHERE gateway_id = $1",
+                                 self._gateway_id)
 
     async def report(self, task_id: str, attempt: int, kind: str, topic: str, key: str,
                      message: pb_message.Message) -> bool:

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import asyncpg
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from vigil.events.v1 import tasks_pb2
 from vigil_common import logs, outbox, topics
@@ -128,6 +129,27 @@ class SessionWriter:
             await outbox.add_many(conn, self._producer, [
                 outbox.Item(self._topic, ev.delegate_id, ev, _event_id(ev)) for ev in changes])
         return [ev.session for ev in changes]
+
+
+async def close_instance_sessions(conn: asyncpg.Connection, producer: str, version: str,
+                                  gateway_id: str) -> int:
+    """Close every session still marked connected on a gateway instance that is gone (crashed,
+    or restarted under the same id), with their DelegateDisconnected events, in the caller's
+    transaction; returns how many. The event ids are those a clean close would have used, so
+    consumers that already saw one drop the other."""
+    rows = await conn.fetch(
+        "UPDATE delegate_sessions SET connected = false, disconnected_at = now() "
+        "WHERE gateway_id = $1 AND connected RETURNING delegate_id, account_id, session",
+        gateway_id)
+    now = Timestamp()
+    now.GetCurrentTime()
+    events = [tasks_pb2.DelegateDisconnected(
+        delegate_id=r["delegate_id"], account_id=r["account_id"], gateway_id=gateway_id,
+        session=r["session"], disconnected_at=now) for r in rows]
+    await outbox.add_many(conn, producer, [
+        outbox.Item(topics.delegate_events(version), ev.delegate_id, ev, _event_id(ev))
+        for ev in events])
+    return len(events)
 
 
 def _event_id(ev: Change) -> str:
