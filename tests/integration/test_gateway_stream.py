@@ -191,3 +191,25 @@ async def test_a_task_result_sent_twice_is_published_once_and_acknowledged_twice
             published.delegate_id, published.output.summary) == (
         task_id, 1, account, execution_id, delegate_id_for(account, "delegate-1"),
         "deployed v1 on node-1, node-2")
+
+
+async def test_a_newer_stream_of_the_same_delegate_replaces_the_older_one(
+        pool, gateway, account):
+    token = await create_token(pool, account)
+    delegate_id = delegate_id_for(account, "delegate-1")
+    async with _stream(gateway) as old, _stream(gateway) as new:
+        await old.write(_register(account, token))
+        assert (await old.read()).registered.session == 1
+        await new.write(_register(account, token))  # e.g. it reconnected before noticing
+        assert (await new.read()).registered.session == 2
+
+        replaced = await _refusal(old)
+        assert replaced.code() == grpc.StatusCode.ABORTED
+        assert "replaced by a newer stream" in replaced.details()
+        row = await pool.fetchrow("SELECT session, connected FROM delegate_sessions "
+                                  "WHERE delegate_id = $1", delegate_id)
+        assert (row["session"], row["connected"]) == (2, True)  # closing 1 left 2 alone
+        await new.write(delegate_pb2.DelegateMessage(
+            heartbeat=delegate_pb2.Heartbeat(sent_at_unix_ms=7)))
+        assert (await new.read()).heartbeat.sent_at_unix_ms == 7
+        await _close(new)

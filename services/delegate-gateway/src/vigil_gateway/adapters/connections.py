@@ -23,15 +23,19 @@ class Link:
     account_id: str
     token_hash: str
     capabilities: frozenset[str] = frozenset()
-    queue: asyncio.Queue[delegate_pb2.GatewayMessage] = field(default_factory=asyncio.Queue)
-    # Set to end the stream from outside; ``close_code`` and ``close_reason`` are its status.
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Messages going down; ``None`` (queued by ``close``) ends the stream's writer.
+    queue: asyncio.Queue[delegate_pb2.GatewayMessage | None] = field(
+        default_factory=asyncio.Queue)
+    # True once the stream was ended from outside; ``close_code`` and ``close_reason`` are its
+    # status.
+    closed: bool = False
     close_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     close_reason: str = ""
 
     def close(self, code: grpc.StatusCode, reason: str) -> None:
-        self.close_code, self.close_reason = code, reason
-        self.closed.set()
+        if not self.closed:
+            self.close_code, self.close_reason, self.closed = code, reason, True
+            self.queue.put_nowait(None)
 
 
 class Connections:

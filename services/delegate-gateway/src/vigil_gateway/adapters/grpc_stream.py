@@ -80,9 +80,10 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
                  account_id=reg.account_id, session=session)
         await context.write(delegate_pb2.GatewayMessage(registered=delegate_pb2.Registered(
             delegate_id=delegate_id, gateway_id=self._gateway_id, session=session)))
+        # Two tasks per stream (plus the call's own): the writer also ends when the link is
+        # closed from outside (revoked token, newer stream of the same delegate).
         parts = [asyncio.ensure_future(self._read(context, link)),
-                 asyncio.ensure_future(self._write(context, link.queue)),
-                 asyncio.ensure_future(link.closed.wait())]
+                 asyncio.ensure_future(self._write(context, link.queue))]
         try:
             done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
             for part in done:
@@ -97,7 +98,7 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
                 disconnected_at=_now(), session=session)))
             log.info("delegate disconnected", delegate_id=delegate_id, session=session,
                      reason=link.close_reason or None)
-        if link.closed.is_set():
+        if link.closed:
             await context.abort(link.close_code, link.close_reason)
 
     async def _close_session(self, ev: tasks_pb2.DelegateDisconnected) -> None:
@@ -134,8 +135,8 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
         return reg, version
 
     async def _write(self, context: grpc.aio.ServicerContext, queue: asyncio.Queue) -> None:
-        while True:
-            await context.write(await queue.get())
+        while (msg := await queue.get()) is not None:
+            await context.write(msg)
 
     async def _read(self, context: grpc.aio.ServicerContext, link: Link) -> None:
         while True:

@@ -15,17 +15,22 @@ the session closed right after, so no session is left marked connected without a
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
-from collections import Counter
 from collections.abc import Sequence
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Counter
 
 from vigil.events.v1 import tasks_pb2
 from vigil_common import logs, outbox, topics
 
 log = logs.get(__name__)
+BATCHES = Counter("vigil_gateway_session_batches_total",
+                  "Transactions that wrote session changes (group commits)")
+CHANGES = Counter("vigil_gateway_session_changes_total", "Session changes written",
+                  ["change"])
 
 Change = tasks_pb2.DelegateConnected | tasks_pb2.DelegateDisconnected
 
@@ -128,6 +133,9 @@ class SessionWriter:
                     ev.session = numbered[ev.delegate_id]
             await outbox.add_many(conn, self._producer, [
                 outbox.Item(self._topic, ev.delegate_id, ev, _event_id(ev)) for ev in changes])
+        BATCHES.inc()
+        CHANGES.labels("open").inc(len(opens))
+        CHANGES.labels("close").inc(len(closes))
         return [ev.session for ev in changes]
 
 
@@ -161,7 +169,7 @@ def _rounds(opens: list[tasks_pb2.DelegateConnected]) -> list[list[tasks_pb2.Del
     """Split into rounds in which each delegate appears at most once: a delegate's n-th
     change goes to round n, so its sessions are numbered in call order."""
     rounds: list[list[tasks_pb2.DelegateConnected]] = []
-    seen: Counter[str] = Counter()
+    seen: collections.Counter[str] = collections.Counter()
     for ev in opens:
         n = seen[ev.delegate_id]
         seen[ev.delegate_id] += 1

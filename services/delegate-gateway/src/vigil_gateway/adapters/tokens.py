@@ -19,9 +19,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
+from prometheus_client import Counter
+
 from vigil_gateway.adapters.postgres import hash_token
 
 Key = tuple[str, str]  # (account, token hash)
+LOOKUPS = Counter("vigil_gateway_token_lookups_total",
+                  "Token checks that asked the database (the rest were answered by the cache)",
+                  ["result"])
 
 
 class TokenCache:
@@ -53,6 +58,7 @@ class TokenCache:
         self.lookups += 1
         started = self._clock()
         ok = await self._lookup(account_id, token)
+        LOOKUPS.labels("valid" if ok else "invalid").inc()
         if ok and self._asking.get(key) is asyncio.current_task():  # not forgotten meanwhile
             self._valid_since[key] = started
         return ok
