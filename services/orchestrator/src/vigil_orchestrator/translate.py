@@ -19,6 +19,7 @@ from vigil_orchestrator.domain import (
     Lifecycle,
     PlannedStep,
     StepType,
+    delegate_choice,
     parse_duration,
 )
 
@@ -122,10 +123,12 @@ def _collect(ex: Execution, cmd: DispatchTask) -> spec_pb2.CollectHealthData:
 
 
 def dispatch_command(ex: Execution, cmd: DispatchTask, now: datetime) -> tasks_pb2.DispatchTask:
+    selectors, validity = delegate_choice(cmd.params)
     return tasks_pb2.DispatchTask(
         task_id=cmd.task_id, attempt=cmd.attempt, account_id=ex.account_id, execution_id=ex.id,
         capability=cmd.step.capability, spec=task_spec(ex, cmd),
-        timeout_seconds=cmd.timeout_seconds, created_at=timestamp(now))
+        timeout_seconds=cmd.timeout_seconds, created_at=timestamp(now), selectors=selectors,
+        validity_seconds=validity)
 
 
 def step_ref(step: PlannedStep) -> execution_pb2.StepRef:

@@ -9,6 +9,7 @@ from vigil_orchestrator.domain.pipeline import (
     ArtifactTrigger,
     PipelineInvalid,
     PipelineSpec,
+    delegate_choice,
     parse_duration,
     parse_pipeline,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "ExecutionStatus", "FailurePolicy", "IllegalAction", "Intervene", "Lifecycle", "Pause",
     "PipelineInvalid", "PipelineSpec", "Plan", "PlannedStep", "Resume", "StagePlan",
     "StageState", "StageStatus", "StepState", "StepStatus", "StepType", "TaskFinished",
-    "TimerFired", "Verdict", "VerdictArrived", "Waiting", "decide", "parse_duration",
+    "TimerFired", "Verdict", "VerdictArrived", "Waiting", "decide", "delegate_choice",
+    "parse_duration",
     "parse_pipeline", "plan", "start", "task_id_for",
 ]

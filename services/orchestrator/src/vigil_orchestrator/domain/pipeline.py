@@ -314,15 +314,40 @@ def _step(r: Reader, raw: Any, path: str) -> StepSpec | None:
         r.fail(f"{path}.type", f"must be one of {', '.join(t.value for t in StepType)}")
         return None
     common = {"name", "type", "timeout", "retries", "failure_strategy"}
-    r.unknown(node, common | STEP_FIELDS[stype], path, f"a {stype.value} step")
+    on_delegate = {"delegate"} if stype.runs_on_delegate else set()
+    r.unknown(node, common | STEP_FIELDS[stype] | on_delegate, path, f"a {stype.value} step")
     params = {k: v for k, v in node.items() if k not in common}
     check_step(r, stype, params, path)
+    if "delegate" in params:
+        _check_delegate(r, params["delegate"], f"{path}.delegate")
     timeout = r.duration(node, "timeout", path) or stype.default_timeout
     retries = node.get("retries", 0)
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 20:
         r.fail(f"{path}.retries", "must be an integer from 0 to 20")
         retries = 0
     return StepSpec(name, stype, params, timeout, r.failure(node, path), retries)
+
+
+def _check_delegate(r: Reader, raw: Any, path: str) -> None:
+    """``delegate: {selectors: [tag, ...], validity: 5m}`` on a step that runs on a delegate:
+    only delegates announcing every selector may take its task, and a task no delegate takes
+    within ``validity`` fails with the reason (task-dispatch's default otherwise)."""
+    node = r.mapping(raw, path)
+    if not node:
+        return
+    r.unknown(node, {"selectors", "validity"}, path, "a delegate choice")
+    selectors = node.get("selectors", [])
+    if not isinstance(selectors, list) or not all(isinstance(x, str) and x.strip()
+                                                  for x in selectors):
+        r.fail(f"{path}.selectors", "must be a list of non-empty strings, e.g. [cluster=prod-eu]")
+    r.duration(node, "validity", path)
+
+
+def delegate_choice(params: dict[str, Any]) -> tuple[list[str], float]:
+    """(selectors, validity seconds or 0 for dispatch's default) of a step's parameters as
+    run (variables resolved)."""
+    choice = params.get("delegate") or {}
+    return list(choice.get("selectors") or []), parse_duration(choice.get("validity")) or 0.0
 
 
 def _check_dependencies(r: Reader, stages: list[StageSpec]) -> None:
