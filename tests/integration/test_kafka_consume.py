@@ -146,3 +146,121 @@ async def test_a_handler_failing_once_is_retried_and_the_record_is_handled_exact
 
 async def _committed_is(bootstrap: str, group: str, tp: TopicPartition, offset: int) -> bool:
     return await _committed(bootstrap, group, tp) == offset
+
+
+# --- the opt-in batch path (consume(batch_handler=...), used by task-dispatch) ---
+
+@contextlib.asynccontextmanager
+async def _consuming_batches(settings: KafkaSettings, group: str, topic: str,
+                             handler: kafka.Handler, batch_handler: kafka.BatchHandler,
+                             prod: AIOKafkaProducer) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(kafka.consume(settings, group, [topic], handler, prod,
+                                             batch_handler=batch_handler))
+    try:
+        yield task
+    finally:
+        if task.done():
+            task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _send_results(producer: AIOKafkaProducer, topic: str, ids: list[str]) -> None:
+    for event_id in ids:
+        headers, value = envelope.encode(_result(event_id), source="test", event_id=event_id)
+        await producer.send(topic, value, key=b"k", headers=headers)
+    await producer.flush()
+
+
+async def test_a_poll_goes_to_the_batch_handler_whole_and_is_committed_once(
+        kafka_settings, producer, topic, unique, read_topic, eventually):
+    ids = [f"e{n}" for n in range(5)]
+    await _send_results(producer, topic, ids)
+    batches: list[list[str]] = []
+    one_by_one: list[str] = []
+
+    async def batch_handler(envs: list[envelope.Envelope]) -> None:
+        batches.append([e.id for e in envs])
+
+    async def handler(env: envelope.Envelope) -> None:
+        one_by_one.append(env.id)
+
+    group, tp = f"it-{unique}", TopicPartition(topic, 0)
+    async with _consuming_batches(kafka_settings, group, topic, handler, batch_handler,
+                                  producer):
+        await eventually(lambda: _committed_is(kafka_settings.bootstrap, group, tp, 5),
+                         "the offset after the batch is committed")
+    assert batches == [ids]  # produced before the consumer started: one poll
+    assert one_by_one == []
+    assert await read_topic(topics.dead_letter(topic), 0) == []
+
+
+async def test_a_batch_with_a_rejected_and_an_undecodable_record_dead_letters_just_those(
+        kafka_settings, producer, topic, unique, read_topic, eventually):
+    """The batch fails (the handler rejects one event, applying nothing); the loop handles the
+    poll one by one: the rejected event goes to the DLQ alone, every other is handled once."""
+    await _send_results(producer, topic, ["e0", "e1"])
+    await producer.send_and_wait(topic, b"not an event", key=b"k", headers=[])
+    await _send_results(producer, topic, ["bad", "e3", "e4"])
+    batches: list[list[str]] = []
+    handled: list[str] = []
+
+    async def batch_handler(envs: list[envelope.Envelope]) -> None:
+        batches.append([e.id for e in envs])
+        if any(e.id == "bad" for e in envs):
+            raise kafka.RejectedEvent("no such execution")
+        handled.extend(e.id for e in envs)
+
+    async def handler(env: envelope.Envelope) -> None:
+        if env.id == "bad":
+            raise kafka.RejectedEvent("no such execution")
+        handled.append(env.id)
+
+    group, tp = f"it-{unique}", TopicPartition(topic, 0)
+    async with _consuming_batches(kafka_settings, group, topic, handler, batch_handler,
+                                  producer):
+        await eventually(lambda: _committed_is(kafka_settings.bootstrap, group, tp, 6),
+                         "the offset after the poll is committed")
+        dead = await read_topic(topics.dead_letter(topic), 2)
+    assert batches == [["e0", "e1", "bad", "e3", "e4"]]
+    assert handled == ["e0", "e1", "e3", "e4"]
+    reasons = sorted(_header(d.headers, "dlq_reason") for d in dead)
+    assert reasons[0] == "rejected vigil.events.v1.TaskSucceeded bad: no such execution"
+    assert reasons[1].startswith("undecodable: missing CloudEvents header(s)")
+    assert [_header(d.headers, "dlq_source") for d in dead] == [f"{topic}/0/2", f"{topic}/0/3"]
+
+
+async def test_a_batch_failing_for_a_transient_reason_is_retried_one_by_one_never_skipped(
+        kafka_settings, producer, topic, unique, read_topic, eventually):
+    await _send_results(producer, topic, ["e0", "flaky", "e2"])
+    attempts: dict[str, int] = {}
+    handled: list[str] = []
+
+    async def batch_handler(envs: list[envelope.Envelope]) -> None:
+        raise ConnectionError("database down")
+
+    async def handler(env: envelope.Envelope) -> None:
+        attempts[env.id] = attempts.get(env.id, 0) + 1
+        if env.id == "flaky" and attempts[env.id] == 1:
+            raise ConnectionError("database down")
+        handled.append(env.id)
+
+    group, tp = f"it-{unique}", TopicPartition(topic, 0)
+    async with _consuming_batches(kafka_settings, group, topic, handler, batch_handler,
+                                  producer):
+        await eventually(lambda: _committed_is(kafka_settings.bootstrap, group, tp, 3),
+                         "the offset after the poll is committed")
+    assert handled == ["e0", "flaky", "e2"]
+    assert attempts == {"e0": 1, "flaky": 2, "e2": 1}
+    assert await read_topic(topics.dead_letter(topic), 0) == []
+
+
+async def test_batches_and_concurrent_partitions_do_not_combine(kafka_settings, producer):
+    async def handler(env: envelope.Envelope) -> None: ...
+
+    async def batch_handler(envs: list[envelope.Envelope]) -> None: ...
+
+    with pytest.raises(ValueError, match="do not combine"):
+        await kafka.consume(kafka_settings, "g", ["t"], handler, producer,
+                            concurrent_partitions=True, batch_handler=batch_handler)

@@ -41,7 +41,8 @@ _IN_FLIGHT = ["ASSIGNED", "RUNNING"]
 _OPEN = ["QUEUED", "ASSIGNED", "RUNNING"]
 
 # The qualifying delegates with room, as vigil_dispatch.domain.pick sees them (same account,
-# version, capability, every selector, below max_tasks), least loaded first, ties by id.
+# version, capability, every selector, below max_tasks), least loaded first, ties by the
+# smaller id in code point order as in Python (COLLATE "C"; index delegates_least_loaded).
 _QUALIFY = ("connected AND account_id = $1 AND version = $2 AND $3 = ANY(capabilities) "
             "AND selectors @> $4::text[] AND (max_tasks = 0 OR running_tasks < max_tasks)")
 # Pick, lock and take one slot of the chosen delegate and assign task ($5, $6) to it, in one
@@ -49,7 +50,7 @@ _QUALIFY = ("connected AND account_id = $1 AND version = $2 AND $3 = ANY(capabil
 # already re-evaluates the conditions on the newest row version).
 _PICK_AND_ASSIGN = (
     "WITH chosen AS (SELECT delegate_id FROM delegates WHERE " + _QUALIFY +
-    " ORDER BY running_tasks, delegate_id LIMIT 1 FOR UPDATE {lock}), "
+    ' ORDER BY running_tasks, delegate_id COLLATE "C" LIMIT 1 FOR UPDATE {lock}), '
     "taken AS (UPDATE delegates d SET running_tasks = d.running_tasks + 1 FROM chosen "
     "WHERE d.delegate_id = chosen.delegate_id AND d.connected "
     "AND (d.max_tasks = 0 OR d.running_tasks < d.max_tasks) "
