@@ -159,7 +159,7 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
                 link.queue.put_nowait(delegate_pb2.GatewayMessage(result_ack=delegate_pb2.ResultAck(
                     task_id=msg.result.task_id, attempt=msg.result.attempt)))
             elif kind == "health_data":
-                await self._on_health_data(link.account_id, msg.health_data)
+                await self._on_health_data(link, msg.health_data)
             elif kind == "broadcast_answer":
                 await self._on_broadcast_answer(link, msg.broadcast_answer)
             else:
@@ -185,16 +185,31 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
         log.info("task result", task_id=r.task_id, attempt=r.attempt, success=r.success,
                  duplicate=not new)
 
-    async def _on_health_data(self, account_id: str, h: delegate_pb2.HealthData) -> None:
+    async def _on_health_data(self, link: Link, h: delegate_pb2.HealthData) -> None:
+        """Metrics batches are stored once each (kind ``metrics/<first interval>``; a whole
+        window in one batch keeps kind ``metrics``). A partial batch of a verification whose
+        metrics verdict already exists (an early FAIL) is not published; the delegate is told
+        to stop collecting (it then sends its logs so far and finishes)."""
         kind = h.WhichOneof("data")
         data = getattr(h, kind) if kind else None
-        if data is None or data.ref.account_id != account_id:
+        if data is None or data.ref.account_id != link.account_id:
             log.warning("health data refused: missing or of another account", task_id=h.task_id)
             return
         topic = (topics.analysis_metrics(self._version) if kind == "metrics"
                  else topics.analysis_logs(self._version))
-        await self._store.report(h.task_id, h.attempt, kind, topic, data.ref.verification_id,
-                                 data)
+        batched = kind == "metrics" and (data.partial or data.first_interval > 0)
+        new = await self._store.report(
+            h.task_id, h.attempt, f"metrics/{data.first_interval}" if batched else kind, topic,
+            data.ref.verification_id, data,
+            unless_decided=data.ref.verification_id if batched else "")
+        if new is None:
+            log.info("metrics batch after the verdict: collection stopped", task_id=h.task_id,
+                     verification_id=data.ref.verification_id)
+            link.queue.put_nowait(delegate_pb2.GatewayMessage(
+                stop_collection=delegate_pb2.StopCollection(
+                    task_id=h.task_id, attempt=h.attempt,
+                    reason=f"verification {data.ref.verification_id} already has its metrics "
+                           "verdict")))
 
     async def _on_broadcast_answer(self, link: Link, a: delegate_pb2.BroadcastAnswer) -> None:
         await self._store.publish(

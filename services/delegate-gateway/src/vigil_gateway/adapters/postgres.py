@@ -132,9 +132,18 @@ class GatewayStore:
                                  self._gateway_id)
 
     async def report(self, task_id: str, attempt: int, kind: str, topic: str, key: str,
-                     message: pb_message.Message) -> bool:
-        """Store a delegate report once and queue its event; False if already received."""
+                     message: pb_message.Message, unless_decided: str = "") -> bool | None:
+        """Store a delegate report once and queue its event; False if already received.
+
+        With ``unless_decided`` (a verification id; partial metrics batches): None, storing
+        nothing, when that verification already has its metrics verdict (the metric
+        analyzer's ``verdicts`` row), so the batch is not needed any more.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
+            if unless_decided and await conn.fetchval(
+                    "SELECT true FROM verdicts WHERE verification_id = $1 "
+                    "AND analysis = 'metrics'", unless_decided):
+                return None
             new = await conn.fetchval(
                 "INSERT INTO task_reports (task_id, attempt, kind) VALUES ($1, $2, $3) "
                 "ON CONFLICT DO NOTHING RETURNING true", task_id, attempt, kind)
