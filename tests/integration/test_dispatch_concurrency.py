@@ -259,3 +259,22 @@ async def test_a_batch_with_an_event_dispatch_cannot_handle_is_rejected_before_a
             await handlers.on_batch([good, rejected])
     assert await pool.fetchval("SELECT count(*) FROM tasks WHERE vigil_version = $1",
                                version) == 0
+
+
+async def test_within_a_batch_a_freed_slot_goes_to_the_oldest_waiting_task(pool, version, unique):
+    """A batch remembers that no delegate had room for a kind of task (so it does not read the
+    registry again for each such task), and forgets it as soon as it frees a slot."""
+    acct, d = f"a-{unique}", f"d-{unique}"
+    handlers = Handlers(PostgresDispatch(pool, version))
+    t = [f"t{n}-{unique}" for n in range(4)]
+    await handlers.on_batch([
+        _connected(version, d, acct, max_tasks=1),
+        _dispatch(t[0], acct), _dispatch(t[1], acct), _dispatch(t[2], acct),
+        _succeeded(t[0], acct),  # frees the only slot: t1 takes it
+        _dispatch(t[3], acct),   # no room again
+        _connected(version, f"e-{unique}", acct, max_tasks=1),  # a new slot: t2 takes it
+    ])
+    status = dict(await pool.fetch("SELECT task_id, status FROM tasks WHERE vigil_version = $1",
+                                   version))
+    assert [status[x] for x in t] == ["SUCCEEDED", "ASSIGNED", "ASSIGNED", "QUEUED"]
+    await _check_invariants(pool, version, acct)

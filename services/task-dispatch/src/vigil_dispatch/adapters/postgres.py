@@ -75,14 +75,24 @@ def candidate(r: asyncpg.Record) -> Candidate:
                      r["running_tasks"], frozenset(r["selectors"]), r["max_tasks"])
 
 
+def _needs(task: asyncpg.Record) -> tuple:
+    """What a task asks of a delegate: tasks asking the same compete for the same slots."""
+    return (task["account_id"], task["vigil_version"], task["capability"],
+            tuple(sorted(task["selectors"])))
+
+
 class Work:
     """One open transaction: its connection, the events it queues for the outbox (written
-    per event by ``flush``, under that event's trace) and the tasks to retry after commit."""
+    per event by ``flush``, under that event's trace), the tasks to retry after commit, and
+    the needs no delegate had room for (so the next queued task with the same needs is not
+    tried again until this transaction frees a slot or a delegate connects: with thousands of
+    delegates a failing pick reads many of them)."""
 
     def __init__(self, conn: asyncpg.Connection):
         self.conn = conn
         self.items: list[outbox.Item] = []
         self.retry: list[tuple[str, int]] = []
+        self.no_room: set[tuple] = set()
 
     async def flush(self) -> None:
         items, self.items = self.items, []
@@ -215,6 +225,7 @@ class PostgresDispatch:
             ev.gateway_id, ev.session, list(ev.selectors), ev.max_tasks)
         if updated is None:
             return 0
+        w.no_room.clear()
         # The counter may be stale after re-queues of a vanished session: recount.
         await conn.execute(
             "UPDATE delegates SET running_tasks = (SELECT count(*) FROM tasks WHERE "
@@ -225,12 +236,13 @@ class PostgresDispatch:
                 "ORDER BY assigned_at", ev.delegate_id):
             self._announce(w, task, ev.delegate_id, ev.session)
         queued = await conn.fetch(
-            "SELECT task_id, attempt FROM tasks WHERE status = 'QUEUED' AND account_id = $1 "
+            "SELECT task_id, attempt, account_id, vigil_version, capability, selectors "
+            "FROM tasks WHERE status = 'QUEUED' AND account_id = $1 "
             "AND vigil_version = $2 AND capability = ANY($3::text[]) ORDER BY created_at "
             "LIMIT 1000", ev.account_id, self._version, list(ev.capabilities))
         assigned = 0
         for row in queued:
-            if await self._assign(w, row["task_id"], row["attempt"]):
+            if await self._assign(w, row):
                 assigned += 1
         await w.flush()
         return assigned
@@ -284,22 +296,28 @@ class PostgresDispatch:
             await conn.execute(
                 "UPDATE delegates SET running_tasks = greatest(running_tasks - 1, 0) "
                 "WHERE delegate_id = $1", task["delegate_id"])
+            w.no_room.clear()
             for row in await conn.fetch(
-                    "SELECT task_id, attempt FROM tasks WHERE status = 'QUEUED' "
-                    "AND account_id = $1 AND vigil_version = $2 ORDER BY created_at LIMIT 3",
+                    "SELECT task_id, attempt, account_id, vigil_version, capability, selectors "
+                    "FROM tasks WHERE status = 'QUEUED' AND account_id = $1 "
+                    "AND vigil_version = $2 ORDER BY created_at LIMIT 3",
                     task["account_id"], self._version):
-                if await self._assign(w, row["task_id"], row["attempt"]):
+                if await self._assign(w, row):
                     break
             await w.flush()
 
     # --- assignment ---
 
-    async def _assign(self, w: Work, task_id: str, attempt: int) -> str | None:
+    async def _assign(self, w: Work, queued: asyncpg.Record) -> str | None:
+        """Assign a task read as queued (``_needs``' columns, task_id, attempt), unless no
+        delegate had room for such a task earlier in this transaction."""
+        if _needs(queued) in w.no_room:
+            return None
         # SKIP LOCKED: a task another transaction is assigning (the sweeper, another
         # dispatcher) is theirs.
         task = await w.conn.fetchrow(
             "SELECT * FROM tasks WHERE task_id = $1 AND attempt = $2 AND status = 'QUEUED' "
-            "FOR UPDATE SKIP LOCKED", task_id, attempt)
+            "FOR UPDATE SKIP LOCKED", queued["task_id"], queued["attempt"])
         if task is None:
             return None
         return await self._assign_row(w, task)
@@ -308,12 +326,16 @@ class PostgresDispatch:
                           wait: bool = False) -> str | None:
         """Assign a QUEUED task whose row this transaction holds; queue its TaskAssigned in
         ``w.items``. Returns the delegate, or None (then the task stays queued)."""
+        if _needs(task) in w.no_room:
+            return None
         args = (task["account_id"], task["vigil_version"], task["capability"],
                 task["selectors"], task["task_id"], task["attempt"])
         chosen = await w.conn.fetchrow(_PICK_WAITING if wait else _PICK_SKIP_LOCKED, *args)
         if chosen is None:
             if not wait and await w.conn.fetchval(_ANY_WITH_ROOM, *args[:4]):
                 w.retry.append((task["task_id"], task["attempt"]))  # held by others
+            else:
+                w.no_room.add(_needs(task))
             return None
         self._announce(w, task, chosen["delegate_id"], chosen["session"])
         return chosen["delegate_id"]
@@ -351,17 +373,21 @@ class PostgresDispatch:
         """Try to assign queued tasks, round-robin across accounts (fairness), oldest first
         within an account; one short transaction per task."""
         rows = await self._pool.fetch(
-            "SELECT task_id, attempt, account_id FROM (SELECT task_id, attempt, account_id, "
-            "created_at, row_number() OVER (PARTITION BY account_id ORDER BY created_at) AS rn "
+            "SELECT task_id, attempt, account_id, vigil_version, capability, selectors FROM "
+            "(SELECT *, row_number() OVER (PARTITION BY account_id ORDER BY created_at) AS rn "
             "FROM tasks WHERE status = 'QUEUED' AND vigil_version = $1) q WHERE rn <= $2 "
             "ORDER BY account_id, rn", self._version, per_account)
         assigned = 0
+        no_room: set[tuple] = set()  # for this pass; the next pass tries again
         for row in round_robin(rows, key=lambda r: r["account_id"])[:limit]:
+            if _needs(row) in no_room:
+                continue
             async with self._pool.acquire() as conn, conn.transaction():
                 w = Work(conn)
-                if await self._assign(w, row["task_id"], row["attempt"]):
+                if await self._assign(w, row):
                     assigned += 1
                     await w.flush()
+                no_room |= w.no_room
         return assigned
 
     async def expire_unassigned(self, limit: int = 500) -> int:
@@ -408,7 +434,8 @@ class PostgresDispatch:
         async with self._pool.acquire() as conn, conn.transaction():
             w = Work(conn)
             tasks = await conn.fetch(
-                "SELECT t.task_id, t.attempt, t.delegate_id, t.account_id FROM tasks t "
+                "SELECT t.task_id, t.attempt, t.delegate_id, t.account_id, t.vigil_version, "
+                "t.capability, t.selectors FROM tasks t "
                 "JOIN delegates d "
                 "ON d.delegate_id = t.delegate_id WHERE t.status = ANY($1::text[]) "
                 "AND t.vigil_version = $2 AND NOT d.connected AND d.disconnected_at < now() - "
@@ -425,7 +452,7 @@ class PostgresDispatch:
                     "UPDATE delegates SET running_tasks = greatest(running_tasks - 1, 0) "
                     "WHERE delegate_id = $1", t["delegate_id"])
             for t in tasks:
-                await self._assign(w, t["task_id"], t["attempt"])
+                await self._assign(w, t)
             await w.flush()
         return len(tasks)
 
