@@ -2,6 +2,7 @@
 
 from vigil.events.v1 import verification_pb2 as v
 from vigil_metric_analyzer import batches
+from vigil_metric_analyzer.domain import ALPHA
 
 
 def _batch(first, values, partial=True, planned=10):
@@ -18,10 +19,11 @@ def test_batches_are_placed_by_first_interval_whatever_their_order():
 
 
 def test_each_partial_batch_is_a_look_at_the_share_of_the_window_covered():
-    first, second = _batch(0, [1.0] * 4), _batch(4, [1.0] * 2)
-    assert batches.look([first], first).fraction == 0.4
+    first, second = _batch(0, [1.0] * 3), _batch(3, [1.0] * 2)
+    assert batches.look([first], first).fraction == 0.3
     look = batches.look([first, second], second)
-    assert (look.fraction, look.previous) == (0.6, 0.4)
+    assert (look.fraction, look.previous) == (0.5, 0.3)
+    assert look.alpha > 1e-4  # a statistical look: spends spent(0.5) - spent(0.3)
 
 
 def test_a_redelivered_batch_adds_no_look_and_unknown_size_waits_for_the_end():
@@ -31,8 +33,21 @@ def test_a_redelivered_batch_adds_no_look_and_unknown_size_waits_for_the_end():
 
 
 def test_the_final_batch_is_the_final_look_after_earlier_ones():
-    first, last = _batch(0, [1.0] * 6), _batch(6, [1.0] * 4, partial=False)
+    first, last = _batch(0, [1.0] * 4), _batch(4, [1.0] * 6, partial=False)
     look = batches.look([first, last], last)
-    assert look.final and look.previous == 0.6
+    assert look.final and look.previous == 0.4
     whole = _batch(0, [1.0] * 10, partial=False)
     assert batches.look([whole], whole).previous == 0.0
+
+
+def test_looks_past_half_the_window_spend_no_alpha_so_the_final_look_keeps_almost_all():
+    # A delegate sending every interval: ten looks at 0.1 .. 1.0.
+    sent = [_batch(k, [1.0], partial=k < 9) for k in range(10)]
+    looks = [batches.look(sent[:k + 1], sent[k]) for k in range(10)]
+    assert [type(x).__name__ for x in looks[:5]] == ["Look"] * 5
+    assert all(isinstance(x, batches.ThresholdLook) for x in looks[5:9])
+    assert all(x.alpha == batches.NEGLIGIBLE_ALPHA for x in looks[5:9])
+    final = looks[9]
+    assert final.final and final.previous == 0.5
+    assert sum(x.alpha for x in looks) <= ALPHA + 1e-9  # the union bound still holds
+    assert final.alpha > 0.97 * ALPHA

@@ -24,7 +24,7 @@ from vigil_common import logs
 from vigil_delegate import probes
 from vigil_delegate.config import Settings
 from vigil_delegate.pending import PendingReports
-from vigil_delegate.runner import Runner
+from vigil_delegate.runner import Runner, Stop
 
 log = logs.get(__name__)
 FATAL = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.FAILED_PRECONDITION,
@@ -41,11 +41,14 @@ class RegistrationRefused(Exception):
 class Agent:
     def __init__(self, settings: Settings, runner: Runner | None = None):
         self.settings = settings
-        self.runner = runner or Runner(settings.workdir, kubeconfig=settings.kubeconfig)
+        self.runner = runner or Runner(
+            settings.workdir, kubeconfig=settings.kubeconfig,
+            metrics_batch_intervals=settings.metrics_batch_intervals)
         self.pending = PendingReports(settings.workdir / "pending")
         self.gateway_id = ""  # of the current session, for logs and tests
         self._slots = asyncio.Semaphore(settings.max_tasks)
         self._running: dict[tuple[str, int], delegate_pb2.TaskAssignment] = {}
+        self._stops: dict[tuple[str, int], Stop] = {}
         self._finished: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._outgoing: asyncio.Queue[delegate_pb2.DelegateMessage] | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -149,6 +152,13 @@ class Agent:
             self.pending.ack(msg.result_ack.task_id, msg.result_ack.attempt)
         elif kind == "broadcast":
             self._spawn(self._answer(msg.broadcast))
+        elif kind == "stop_collection":
+            s = msg.stop_collection
+            stop = self._stops.get((s.task_id, s.attempt))
+            if stop is not None and not stop.is_set():
+                log.info("collection stopped", task_id=s.task_id, attempt=s.attempt,
+                         reason=s.reason)
+                stop.stop(s.reason)
 
     def _on_assignment(self, a: delegate_pb2.TaskAssignment) -> None:
         key = (a.task_id, a.attempt)
@@ -161,6 +171,8 @@ class Agent:
             log.info("duplicate assignment ignored", task_id=a.task_id, attempt=a.attempt)
             return
         self._running[key] = a
+        if a.spec.WhichOneof("kind") == "collect_health_data":
+            self._stops[key] = Stop()
         self._spawn(self._run(a))
 
     def _spawn(self, coro) -> None:  # noqa: ANN001 - a coroutine
@@ -194,6 +206,7 @@ class Agent:
                 log.exception("could not keep the result on disk", task_id=a.task_id)
         finally:
             self._running.pop(key, None)
+            self._stops.pop(key, None)
             self._finished[key] = None
             while len(self._finished) > _REMEMBERED:
                 self._finished.popitem(last=False)
@@ -217,8 +230,16 @@ class Agent:
             self._send(delegate_pb2.DelegateMessage(progress=delegate_pb2.TaskProgress(
                 task_id=a.task_id, attempt=a.attempt, line=line, execution_id=a.execution_id)))
 
+        def emit(report: delegate_pb2.DelegateMessage) -> None:
+            try:  # kept until the task's result is acknowledged, resent after a reconnect
+                self.pending.add(a.task_id, a.attempt, report)
+            except OSError:
+                log.exception("could not keep a report on disk", task_id=a.task_id)
+            self._send(report)
+
         try:
-            return await self.runner.run(a, progress)
+            return await self.runner.run(a, progress, emit=emit,
+                                         stop=self._stops.get((a.task_id, a.attempt)))
         except Exception as exc:  # a bug in an executor must not kill the agent
             log.exception("task crashed", task_id=a.task_id)
             return [delegate_pb2.DelegateMessage(result=delegate_pb2.TaskResult(

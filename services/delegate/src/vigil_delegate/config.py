@@ -39,6 +39,10 @@ class Settings:
     # DELEGATE_KUBECONFIG, default "": kubeconfig for Kubernetes tasks; empty means the
     # in-cluster service account, else $KUBECONFIG or ~/.kube/config.
     kubeconfig: str = ""
+    # DELEGATE_METRICS_BATCH_INTERVALS, default 1: a health-collection task sends its metrics
+    # every this many intervals (each "minute bucket") while the window runs, so the metric
+    # analyzer can fail early; CollectHealthData.batch_intervals overrides it per task.
+    metrics_batch_intervals: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -51,6 +55,9 @@ class Settings:
         max_tasks = get_int(environ, "DELEGATE_MAX_TASKS", 4)
         if max_tasks < 1:
             raise ConfigError(f"DELEGATE_MAX_TASKS={max_tasks}: must be 1 or more")
+        batch = get_int(environ, "DELEGATE_METRICS_BATCH_INTERVALS", 1)
+        if batch < 1:
+            raise ConfigError(f"DELEGATE_METRICS_BATCH_INTERVALS={batch}: must be 1 or more")
         ca = environ.get("DELEGATE_TLS_CA", "")
         return cls(
             gateways=gateways, account_id=account, token=token,
@@ -65,4 +72,5 @@ class Settings:
             tls_server_name=get_str(environ, "DELEGATE_TLS_SERVER_NAME", ""),
             log_level=get_str(environ, "LOG_LEVEL", "INFO").upper(),
             kubeconfig=get_str(environ, "DELEGATE_KUBECONFIG", ""),
+            metrics_batch_intervals=batch,
         )

@@ -30,6 +30,7 @@ from vigil_delegate.targets.kubernetes import (
 )
 
 Progress = Callable[[str], None]
+Emit = Callable[[delegate_pb2.DelegateMessage], None]
 _SECRET_KEY = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|CREDENTIAL)", re.I)
 
 
@@ -54,7 +55,7 @@ class Runner:
     """Executes task specs on this host."""
 
     def __init__(self, workdir: Path, *, kubernetes: KubernetesTarget | None = None,
-                 kubeconfig: str = ""):
+                 kubeconfig: str = "", metrics_batch_intervals: int = 1):
         """Creates a runner.
 
         Args:
@@ -62,11 +63,14 @@ class Runner:
             kubernetes: The Kubernetes target; None builds one on the first Kubernetes task
                 from ``kubeconfig`` (see ``targets.kubernetes.api_client``).
             kubeconfig: Kubeconfig path (DELEGATE_KUBECONFIG); empty: in-cluster or default.
+            metrics_batch_intervals: Intervals per metrics batch of a health-collection task
+                whose spec does not say (DELEGATE_METRICS_BATCH_INTERVALS).
         """
         self.workdir = workdir
         self.local = LocalProcessTarget(workdir / "local-process")
         self._kubernetes = kubernetes
         self._kubeconfig = kubeconfig
+        self.metrics_batch_intervals = max(1, metrics_batch_intervals)
         self._kinds: dict[str, Callable[[tasks_pb2.TaskSpec, Progress],
                                         Awaitable[tuple[str, list[dict]]]]] = {
             "deploy_local_process": self._deploy_local_process,
@@ -79,14 +83,35 @@ class Runner:
             "http_check": self._http_check,
         }
 
-    async def run(self, assignment: delegate_pb2.TaskAssignment,
-                  progress: Progress) -> list[delegate_pb2.DelegateMessage]:
-        """Run a task; returns the reports to deliver, the TaskResult last."""
+    async def run(self, assignment: delegate_pb2.TaskAssignment, progress: Progress,
+                  emit: Emit | None = None,
+                  stop: Stop | None = None) -> list[delegate_pb2.DelegateMessage]:
+        """Run a task; returns the reports to deliver, the TaskResult last.
+
+        Args:
+            assignment: The task.
+            progress: Called with each progress line.
+            emit: Called with reports to deliver while the task still runs (the partial metrics
+                batches of a health-collection task); None: they are returned with the rest.
+            stop: Set (with a reason) when a health-collection task should stop collecting.
+        """
         key = dict(task_id=assignment.task_id, attempt=assignment.attempt)
         reports: list[delegate_pb2.DelegateMessage] = []
+
+        def emitted(data: dict) -> None:
+            msg = delegate_pb2.DelegateMessage(health_data=delegate_pb2.HealthData(**key, **data))
+            if emit is None:
+                reports.append(msg)
+            else:
+                emit(msg)
+
         try:
             async with asyncio.timeout(assignment.timeout_seconds or None):
-                summary, data = await self._execute(assignment.spec, progress)
+                if assignment.spec.WhichOneof("kind") == "collect_health_data":
+                    summary, data = await self._collect_health_data(
+                        assignment.spec, progress, emit=emitted, stop=stop)
+                else:
+                    summary, data = await self._execute(assignment.spec, progress)
             reports += [delegate_pb2.DelegateMessage(health_data=delegate_pb2.HealthData(
                 **key, **d)) for d in data]
             result = delegate_pb2.TaskResult(**key, success=True,
@@ -178,36 +203,111 @@ class Runner:
             raise TaskError(f"script exited with code {code}: " + " | ".join(tail[-5:]))
         return f"script exited 0 ({len(tail)} last lines captured)", []
 
-    async def _collect_health_data(self, spec: tasks_pb2.TaskSpec,
-                                   progress: Progress) -> tuple[str, list[dict]]:
+    async def _collect_health_data(self, spec: tasks_pb2.TaskSpec, progress: Progress,
+                                   emit: Callable[[dict], None] | None = None,
+                                   stop: Stop | None = None) -> tuple[str, list[dict]]:
+        """Reads the window batch by batch; every metrics batch but the last goes to ``emit``
+        at once (partial MetricsCollected, for the metric analyzer's early decision), the last
+        one and the logs of the whole window are returned. ``stop`` set ends the collection at
+        once: the logs read so far are returned, no further metrics."""
         c = spec.collect_health_data
         built = [sources.build(s, self.local) for s in [c.source, *c.additional_sources]]
         start = c.window_start.ToDatetime(UTC) if c.HasField("window_start") else _now()
         window = Window.starting(start, c.duration_seconds, c.interval_seconds)
-        if c.HasField("baseline_window_start"):
-            baseline = Window.starting(c.baseline_window_start.ToDatetime(UTC),
-                                       c.duration_seconds, c.interval_seconds)
-            groups = [(verification_pb2.HOST_GROUP_CONTROL,
-                       list(c.control_hosts or c.test_hosts), baseline),
-                      (verification_pb2.HOST_GROUP_TEST, list(c.test_hosts), window)]
-        else:  # one window: one read of every host per source, grouped by host afterwards
-            groups = [(0, [*c.control_hosts, *c.test_hosts], window)]
-        reads = [(src, group, hosts, win) for src in built for group, hosts, win in groups]
-        results = await asyncio.gather(*(src.collect(hosts, win, progress)
-                                         for src, _, hosts, win in reads))
-        metrics = verification_pb2.MetricsCollected(
-            ref=c.ref, sensitivity=c.sensitivity, thresholds=c.thresholds,
-            interval_seconds=c.interval_seconds)
+        baseline = (Window.starting(c.baseline_window_start.ToDatetime(UTC), c.duration_seconds,
+                                    c.interval_seconds)
+                    if c.HasField("baseline_window_start") else None)
+        plan = batch_plan(window.intervals, c.batch_intervals or self.metrics_batch_intervals)
+        has_metrics = any(METRICS in s.provides for s in built)
         logs = verification_pb2.LogsCollected(ref=c.ref, sensitivity=c.sensitivity)
         test = set(c.test_hosts)
-        for (_, group, _, _), found in zip(reads, results, strict=True):
-            _add(metrics, logs, found, group, test)
-        data = ([{"metrics": metrics}] if any(METRICS in s.provides for s in built) else []) + (
-            [{"logs": logs}] if any(LOGS in s.provides for s in built) else [])
-        summary = (f"collected {len(metrics.series)} series and {len(logs.records)} log records "
-                   f"from {', '.join(s.kind for s in built)} over {c.duration_seconds:g}s")
+        data: list[dict] = []
+        series = done = 0
+        stopped = ""
+        for first, count in plan:
+            current = window.part(first, count)
+            if baseline is not None:
+                groups = [(verification_pb2.HOST_GROUP_CONTROL,
+                           list(c.control_hosts or c.test_hosts), baseline.part(first, count)),
+                          (verification_pb2.HOST_GROUP_TEST, list(c.test_hosts), current)]
+            else:  # one window: one read of every host per source, grouped by host afterwards
+                groups = [(0, [*c.control_hosts, *c.test_hosts], current)]
+            reads = [(src, group, hosts, win) for src in built for group, hosts, win in groups]
+            results = await _unless_stopped(asyncio.gather(
+                *(src.collect(hosts, win, progress) for src, _, hosts, win in reads)), stop)
+            if results is None:
+                stopped = stop.reason if stop is not None else "stopped"
+                break
+            last = first + count >= window.intervals
+            metrics = verification_pb2.MetricsCollected(
+                ref=c.ref, sensitivity=c.sensitivity, thresholds=c.thresholds,
+                interval_seconds=c.interval_seconds, partial=not last, first_interval=first,
+                planned_intervals=window.intervals, mode=c.mode,
+                window_start=_timestamp(window.start),
+                control_window_start=_timestamp(baseline.start) if baseline else None)
+            for (_, group, _, _), found in zip(reads, results, strict=True):
+                _add(metrics, logs, found, group, test)
+            series, done = max(series, len(metrics.series)), first + count
+            if has_metrics and last:
+                data.append({"metrics": metrics})
+            elif has_metrics:
+                progress(f"metrics intervals {first}-{first + count - 1} of {window.intervals} "
+                         "sent to the analyzer")
+                (emit or data.append)({"metrics": metrics})
+            if stop is not None and stop.is_set():
+                stopped = stop.reason
+                break
+        records = len(logs.records)
+        if any(LOGS in s.provides for s in built):
+            data.append({"logs": logs})
+        summary = (f"collected {series} series and {records} log records from "
+                   f"{', '.join(s.kind for s in built)} over {c.duration_seconds:g}s"
+                   if not stopped else
+                   f"stopped after {done} of {window.intervals} intervals ({stopped}); "
+                   f"collected {records} log records from {', '.join(s.kind for s in built)}")
         progress(summary)
         return summary, data
+
+
+class Stop(asyncio.Event):
+    """Set by the agent when a health-collection task's verification is already decided."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = ""
+
+    def stop(self, reason: str) -> None:
+        self.reason = reason or "stop requested"
+        self.set()
+
+
+def batch_plan(intervals: int, per_batch: int) -> list[tuple[int, int]]:
+    """(first interval, intervals) of each metrics batch of a window, in order."""
+    per_batch = max(1, min(per_batch, intervals))
+    return [(first, min(per_batch, intervals - first)) for first in range(0, intervals, per_batch)]
+
+
+async def _unless_stopped(work: Awaitable, stop: Stop | None):  # noqa: ANN202 - work's result
+    """``work``'s result, or None (``work`` cancelled) when ``stop`` is set first."""
+    if stop is None:
+        return await work
+    job = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if job.done():
+        return job.result()
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
+    return None
+
+
+def _timestamp(when: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(when)
+    return ts
 
 
 def _add(metrics: verification_pb2.MetricsCollected, logs: verification_pb2.LogsCollected,

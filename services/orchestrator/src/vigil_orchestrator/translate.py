@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from vigil.api.v1 import api_pb2
 from vigil.delegate.v1 import http_pb2, kubernetes_pb2
 from vigil.delegate.v1 import tasks_pb2 as spec_pb2
+from vigil.delegate.v1.health_sources_pb2 import PrometheusQuery, PrometheusSource
 from vigil.events.v1 import execution_pb2, tasks_pb2, verification_pb2
 from vigil_common import verdict_events
 from vigil_orchestrator.domain import (
@@ -31,6 +32,12 @@ SENSITIVITY = {
 # The analyzers' closed verdict set and analysis kinds, read back from their one definition.
 VERDICT_NAMES = {kind: verdict.value for verdict, kind in verdict_events.VERDICT_KINDS.items()}
 ANALYSIS_NAMES = {kind: name for name, kind in verdict_events.ANALYSES.items()}
+VERIFY_MODES = {
+    "canary": verification_pb2.VERIFICATION_MODE_CANARY,
+    "rolling": verification_pb2.VERIFICATION_MODE_ROLLING,
+    "blue_green": verification_pb2.VERIFICATION_MODE_BLUE_GREEN,
+    "load_test": verification_pb2.VERIFICATION_MODE_LOAD_TEST,
+}
 K8S_STRATEGY = {
     "rolling": kubernetes_pb2.KUBERNETES_STRATEGY_ROLLING,
     "canary": kubernetes_pb2.KUBERNETES_STRATEGY_CANARY,
@@ -114,12 +121,28 @@ def _collect(ex: Execution, cmd: DispatchTask) -> spec_pb2.CollectHealthData:
     thresholds = [verification_pb2.MetricThreshold(metric=t["metric"], **{
         k: float(t[k]) for k in ("fail_fast_above", "ignore_below") if k in t})
         for t in p.get("thresholds") or []]
+    mode = p.get("mode", "canary")
+    duration = parse_duration(p["duration"]) or 0.0
+    source = spec_pb2.HealthSource(kind="local-process", service=p["service"])
+    if "prometheus" in p:  # metrics only (validated: analyses [metrics])
+        prom = p["prometheus"]
+        source = spec_pb2.HealthSource(kind="prometheus", prometheus=PrometheusSource(
+            url=prom["url"], host_label=prom.get("host_label", ""),
+            queries=[PrometheusQuery(metric=q["metric"], query=q["query"])
+                     for q in prom.get("queries") or []]))
+    baseline = None
+    if mode in ("rolling", "blue_green"):
+        # The pre-deployment window: the step's duration, ending when its stage started.
+        stage_start = ex.stage_states[cmd.step.stage_index].started_at
+        baseline = timestamp(stage_start - timedelta(seconds=duration)) if stage_start else None
     return spec_pb2.CollectHealthData(
-        ref=ref, source=spec_pb2.HealthSource(kind="local-process", service=p["service"]),
-        control_hosts=p["control_nodes"], test_hosts=p["test_nodes"],
-        duration_seconds=parse_duration(p["duration"]) or 0.0,
+        ref=ref, source=source,
+        control_hosts=p.get("control_nodes") or [], test_hosts=p["test_nodes"],
+        duration_seconds=duration,
         interval_seconds=parse_duration(p.get("interval", "60s")) or 60.0,
-        sensitivity=SENSITIVITY[p.get("sensitivity", "medium")], thresholds=thresholds)
+        sensitivity=SENSITIVITY[p.get("sensitivity", "medium")], thresholds=thresholds,
+        mode=VERIFY_MODES[mode], batch_intervals=int(p.get("batch_intervals", 0)),
+        baseline_window_start=baseline)
 
 
 def dispatch_command(ex: Execution, cmd: DispatchTask, now: datetime) -> tasks_pb2.DispatchTask:

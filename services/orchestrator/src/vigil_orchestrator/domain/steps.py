@@ -57,7 +57,7 @@ STEP_FIELDS: dict[StepType, set[str]] = {
     StepType.HTTP_CHECK: {"url", "method", "expect_status", "body_contains", "attempts",
                           "interval"},
     StepType.VERIFY: {"service", "mode", "control_nodes", "test_nodes", "duration", "interval",
-                      "sensitivity", "analyses", "thresholds"},
+                      "sensitivity", "analyses", "thresholds", "batch_intervals", "prometheus"},
     StepType.APPROVAL: {"message", "approvers"},
     StepType.WAIT: {"duration"},
     StepType.BARRIER: {"barrier"},
@@ -70,6 +70,8 @@ STEP_FIELDS: dict[StepType, set[str]] = {
 }
 K8S_STRATEGIES = ("rolling", "canary", "blue_green")
 SENSITIVITIES = ("low", "medium", "high")
+VERIFY_MODES = ("canary", "rolling", "blue_green", "load_test")
+PRE_POST_MODES = ("rolling", "blue_green")
 ANALYSES = ("metrics", "logs")
 
 
@@ -152,10 +154,30 @@ def _check_k8s(r: Reader, stype: StepType, p: dict[str, Any], path: str) -> None
 
 def _check_verify(r: Reader, p: dict[str, Any], path: str) -> None:
     _string(r, p, "service", path)
-    if p.get("mode", "canary") != "canary":
-        r.fail(f"{path}.mode", "must be canary (rolling, blue-green and load-test come later)")
-    _strings(r, p, "control_nodes", path)
+    mode = p.get("mode", "canary")
+    if mode not in VERIFY_MODES:
+        r.fail(f"{path}.mode", f"must be one of {', '.join(VERIFY_MODES)}")
+    if mode == "canary":
+        _strings(r, p, "control_nodes", path)
+    elif mode == "load_test" and "control_nodes" in p:
+        r.fail(f"{path}.control_nodes", "must be left out for load_test: the baseline is the "
+               "service's last passed load test")
+    else:  # rolling, blue_green: the same hosts before the deployment unless given
+        _strings(r, p, "control_nodes", path, required=False)
     _strings(r, p, "test_nodes", path)
+    if mode in PRE_POST_MODES and "prometheus" not in p:
+        r.fail(f"{path}.prometheus", f"required for mode {mode}: the control group is the "
+               "pre-deployment window, which needs a metrics source with history")
+    if "prometheus" in p:
+        _check_prometheus(r, p["prometheus"], f"{path}.prometheus")
+    if (mode in PRE_POST_MODES or "prometheus" in p) and p.get(
+            "analyses", list(ANALYSES)) != ["metrics"]:
+        r.fail(f"{path}.analyses", "must be [metrics] with prometheus (and for rolling, "
+               "blue_green): logs come from the local processes, which have no history")
+    batch = p.get("batch_intervals", 1)
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10000:
+        r.fail(f"{path}.batch_intervals", "must be an integer from 1 to 10000 (intervals per "
+               "metrics batch sent while the window runs)")
     r.duration(p, "duration", path, required=True)
     r.duration(p, "interval", path)
     if p.get("sensitivity", "medium") not in SENSITIVITIES:
@@ -172,3 +194,24 @@ def _check_verify(r: Reader, p: dict[str, Any], path: str) -> None:
             if key in t and (isinstance(t[key], bool) or not isinstance(t[key], int | float)):
                 r.fail(f"{tpath}.{key}", "must be a number")
         r.unknown(t, {"metric", "fail_fast_above", "ignore_below"}, tpath, "a threshold")
+
+
+def _check_prometheus(r: Reader, raw: Any, path: str) -> None:
+    """``prometheus: {url, host_label, queries: [{metric, query}]}`` of a verify step."""
+    if not isinstance(raw, dict):
+        r.fail(path, "must be a mapping with a url")
+        return
+    r.unknown(raw, {"url", "host_label", "queries"}, path, "a prometheus source")
+    url = raw.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        r.fail(f"{path}.url", "must be an http(s) URL")
+    if "host_label" in raw and (not isinstance(raw["host_label"], str) or not raw["host_label"]):
+        r.fail(f"{path}.host_label", "must be a non-empty string")
+    queries = raw.get("queries", [])
+    if not isinstance(queries, list):
+        r.fail(f"{path}.queries", "must be a list of {metric, query}")
+        return
+    for i, q in enumerate(queries):
+        if not isinstance(q, dict) or not all(isinstance(q.get(k), str) and q[k]
+                                              for k in ("metric", "query")):
+            r.fail(f"{path}.queries[{i}]", "must be a mapping with a metric and a query")

@@ -50,6 +50,12 @@ class Window:
         """Number of intervals (points per series), at least one."""
         return max(1, round((self.end - self.start).total_seconds() / self.interval_s))
 
+    def part(self, first: int, count: int) -> Window:
+        """The intervals ``first`` .. ``first + count - 1`` of this window (a batch)."""
+        step = timedelta(seconds=self.interval_s)
+        return Window(self.start + step * first, self.start + step * (first + count),
+                      self.interval_s)
+
     def interval_ends(self) -> list[datetime]:
         """End of each interval, in order."""
         step = timedelta(seconds=self.interval_s)
