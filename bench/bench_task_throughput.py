@@ -10,6 +10,14 @@ vigil.v1.task.results; a task's latency is from its command's send to its result
   throughput: BENCH_BURST (500) tasks sent at once, tasks/s from first send to last result
   reference:  gRPC health Check on the same gateway process: p50/p99 one at a time, and
               calls/s with 32 in flight (the bare round trip Vigil's path is made of)
+  where the time goes: CPU seconds of each process during the burst, as % of one core (a
+              process near 100 % is the bottleneck; so is the machine when the sum nears
+              100 % x its cores)
+
+BENCH_IDLE_DELEGATES (default 0), e.g. 1000: that many more delegates registered in the same
+account, simulated cheaply as rows of task-dispatch's registry (connected, capability "shell",
+so they never get the no-op tasks) - the many-delegates case where dispatch must not lock or
+read every delegate of the account for each event.
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import grpc
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -35,6 +45,7 @@ from vigil_local.plane import DelegatePlane
 DELEGATES = int(os.environ.get("BENCH_DELEGATES", "4"))
 PACED = int(os.environ.get("BENCH_PACED", "200"))
 BURST = int(os.environ.get("BENCH_BURST", "500"))
+IDLE = int(os.environ.get("BENCH_IDLE_DELEGATES", "0"))
 ACCOUNT = "bench"
 
 
@@ -114,6 +125,54 @@ async def _burst(producer, results: Results, n: int) -> tuple[float, list[float]
     return n / (last - first), [(results.arrived[t] - s) * 1000 for t, s in sent.items()]
 
 
+class CpuMeter:
+    """CPU seconds each named process group (and PostgreSQL's server processes) used between
+    ``start`` and ``stop``."""
+
+    def __init__(self, groups: dict[str, list[int]]):
+        self._groups = {name: [psutil.Process(p) for p in pids] for name, pids in groups.items()}
+        self._groups["postgres (all)"] = [p for p in psutil.process_iter(["name"])
+                                          if p.info["name"] in ("postgres", "postmaster")]
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+        self.wall = 0.0
+
+    def _cpu(self) -> dict[str, float]:
+        out = {}
+        for name, procs in self._groups.items():
+            total = 0.0
+            for proc in procs:
+                try:
+                    # The benchmark's children are the plane's processes: not its own.
+                    kids = [] if proc.pid == os.getpid() else proc.children(recursive=True)
+                    for p in [proc, *kids]:
+                        t = p.cpu_times()
+                        total += t.user + t.system
+                except psutil.Error:
+                    pass
+            out[name] = total
+        return out
+
+    def start(self) -> None:
+        self._start, self._t0 = self._cpu(), time.perf_counter()
+
+    def stop(self) -> None:
+        end, self.wall = self._cpu(), time.perf_counter() - self._t0
+        self.used = {name: end[name] - self._start[name] for name in end}
+
+
+async def _register_idle(database_url: str, n: int) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.copy_records_to_table("delegates", columns=[
+            "delegate_id", "account_id", "name", "version", "capabilities", "gateway_id",
+            "session", "connected", "max_tasks"], records=[
+            (f"idle-{i:05d}", ACCOUNT, f"idle-{i}", "v1", ["shell"], "gateway", 1, True, 64)
+            for i in range(n)])
+    finally:
+        await conn.close()
+
+
 async def _bare(address: str) -> tuple[list[float], float]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -150,6 +209,15 @@ async def main() -> int:
                                            DELEGATE_MAX_TASKS="64", **quiet)
             for i in range(DELEGATES):
                 await plane.wait_connected(ACCOUNT, f"d{i}")
+            if IDLE:
+                await _register_idle(plane.database_url, IDLE)
+            sup = plane.supervisor
+            meter = CpuMeter({
+                "task-dispatch": [sup.get("task-dispatch").pid],
+                "delegate-gateway": [sup.get("gateway").pid],
+                f"{DELEGATES} delegates": [sup.get(f"d{i}").pid for i in range(DELEGATES)],
+                "broker (tansu)": [plane._broker.pid] if plane._broker else [],
+                "this benchmark": [os.getpid()]})
             producer = AIOKafkaProducer(bootstrap_servers=plane.bootstrap, linger_ms=0,
                                         max_batch_size=256 * 1024)
             await producer.start()
@@ -158,14 +226,17 @@ async def main() -> int:
             try:
                 await _paced(producer, results, 30, 20)  # warm-up: joins, caches, JIT-free
                 paced = await _paced(producer, results, PACED, 20)
+                meter.start()
                 rate, burst = await _burst(producer, results, BURST)
+                meter.stop()
                 bare_lat, bare_rate = await _bare(gateway)
             finally:
                 await results.stop()
                 await producer.stop()
     p50, p99 = statistics.median(paced), _pct(paced, 99)
     b50, b99 = statistics.median(bare_lat), _pct(bare_lat, 99)
-    print(f"{DELEGATES} delegates x 64 slots, one dispatch, one gateway; no-op tasks")
+    idle = f" (+{IDLE} idle delegates registered in the account)" if IDLE else ""
+    print(f"{DELEGATES} delegates x 64 slots{idle}, one dispatch, one gateway; no-op tasks")
     print(f"{'':34}{'p50 ms':>9}{'p99 ms':>9}{'per s':>9}")
     print(f"{'vigil task, paced 20/s':34}{p50:>9.1f}{p99:>9.1f}{'':>9}")
     print(f"{f'vigil task, burst of {BURST}':34}{statistics.median(burst):>9.1f}"
@@ -174,6 +245,12 @@ async def main() -> int:
     print(f"ratio: task latency p50 = {p50 / b50:.0f} x a bare round trip; "
           f"throughput = 1/{bare_rate / rate:.1f} of bare calls/s (32 in flight); "
           f"failed results: {results.failed}")
+    print(f"CPU during the burst ({meter.wall:.1f} s), % of one core ({os.cpu_count()} cores): "
+          + ", ".join(f"{name} {100 * used / meter.wall:.0f}%"
+                      for name, used in meter.used.items())
+          + f"; total {100 * sum(meter.used.values()) / meter.wall:.0f}%")
+    print("CPU ms per task in the burst: " + ", ".join(
+        f"{name} {1000 * used / BURST:.1f}" for name, used in meter.used.items()))
     return 0 if results.failed == 0 else 1
 
 
