@@ -148,3 +148,62 @@ async def test_an_unknown_health_source_kind_fails_the_task_naming_the_kinds(
             duration_seconds=1, interval_seconds=1)))
     assert result.result.error == ("source.kind: 'datadog' is not one of local-process, "
                                    "prometheus, file, elasticsearch")
+
+
+class _Metrics:
+    """A metrics-and-logs source with history: one value per interval, a log line per read."""
+
+    kind, provides = "fake", frozenset({"metrics", "logs"})
+
+    def __init__(self) -> None:
+        self.reads = []
+
+    async def collect(self, hosts, window, progress):  # noqa: ANN001, ANN201
+        from vigil_delegate.health.logs import LogRecord
+        from vigil_delegate.health.sources import Collected
+        self.reads.append((window.start, window.intervals))
+        return Collected(
+            metrics={"response_time_ms": {h: [20.0] * window.intervals for h in hosts}},
+            logs={h: [LogRecord(window.start, "INFO", "main", "shop", "served")]
+                  for h in hosts})
+
+
+async def test_collect_sends_metric_batches_while_running_and_stops_when_told(
+        tmp_path: Path, monkeypatch) -> None:
+    from vigil_delegate import runner as runner_module
+    source = _Metrics()
+    monkeypatch.setattr(runner_module.sources, "build", lambda *_: source)
+    start = datetime(2025, 3, 14, 10, 0, tzinfo=UTC)  # in the past: no waiting
+    spec = tasks_pb2.TaskSpec(collect_health_data=tasks_pb2.CollectHealthData(
+        ref=verification_pb2.VerificationRef(verification_id="v-1"),
+        source=tasks_pb2.HealthSource(kind="fake"), control_hosts=["a"], test_hosts=["b"],
+        duration_seconds=600, interval_seconds=60, window_start=_stamp(start),
+        mode=verification_pb2.VERIFICATION_MODE_CANARY, batch_intervals=4))
+    assignment = delegate_pb2.TaskAssignment(task_id="t-1", attempt=1, spec=spec)
+    sent: list[delegate_pb2.DelegateMessage] = []
+    reports = await Runner(tmp_path).run(assignment, lambda _: None, emit=sent.append)
+
+    batches = [m.health_data.metrics for m in sent]
+    assert [(b.first_interval, b.partial, b.planned_intervals, len(b.series[0].points))
+            for b in batches] == [(0, True, 10, 4), (4, True, 10, 4)]
+    assert batches[0].window_start.ToDatetime(UTC) == start
+    assert [r.WhichOneof("kind") for r in reports] == ["health_data"] * 2 + ["result"]
+    final, logs = reports[0].health_data.metrics, reports[1].health_data.logs
+    assert (final.first_interval, final.partial) == (8, False)
+    assert len(logs.records) == 6  # 3 reads x 2 hosts, all in one LogsCollected
+    assert reports[2].result.success
+
+    # Told to stop after the first batch: no more metrics, the logs so far, a success.
+    stop = runner_module.Stop()
+    sent.clear()
+
+    def emit(msg: delegate_pb2.DelegateMessage) -> None:
+        sent.append(msg)
+        stop.stop("verification v-1 already has its metrics verdict")
+
+    reports = await Runner(tmp_path).run(assignment, lambda _: None, emit=emit, stop=stop)
+    assert len(sent) == 1
+    assert [r.WhichOneof("kind") for r in reports] == ["health_data", "result"]
+    assert len(reports[0].health_data.logs.records) == 2
+    assert reports[1].result.output.summary.startswith(
+        "stopped after 4 of 10 intervals (verification v-1 already has its metrics verdict)")
