@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
 from vigil.delegate.v1 import tasks_pb2 as spec_pb2
 from vigil.events.v1 import tasks_pb2
-from vigil_common import envelope, topics
+from vigil_common import envelope, topics, tracing
 from vigil_local.plane import DelegatePlane
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -44,7 +44,8 @@ async def plane(tmp_path_factory):
 
 
 async def _dispatch(plane: DelegatePlane, execution: str, n: int, capability: str = "shell",
-                    validity: float = 0.0) -> list[str]:
+                    validity: float = 0.0, spec: spec_pb2.TaskSpec | None = None,
+                    traceparent: tracing.TraceContext | None = None) -> list[str]:
     ids = [f"{execution}/task-{i}" for i in range(n)]
     producer = AIOKafkaProducer(bootstrap_servers=plane.bootstrap)
     await producer.start()
@@ -53,7 +54,8 @@ async def _dispatch(plane: DelegatePlane, execution: str, n: int, capability: st
             headers, value = envelope.encode(tasks_pb2.DispatchTask(
                 task_id=task_id, attempt=1, account_id=ACCOUNT, execution_id=execution,
                 capability=capability, timeout_seconds=30, validity_seconds=validity,
-                spec=spec_pb2.TaskSpec(noop=spec_pb2.NoOp(echo=task_id))), source="e2e-test")
+                spec=spec or spec_pb2.TaskSpec(noop=spec_pb2.NoOp(echo=task_id))),
+                source="e2e-test", traceparent=traceparent)
             await producer.send_and_wait(topics.dispatch_commands(plane.version), value,
                                          key=execution.encode(), headers=headers)
     finally:
@@ -62,8 +64,14 @@ async def _dispatch(plane: DelegatePlane, execution: str, n: int, capability: st
 
 
 async def _results(plane: DelegatePlane, execution: str, count: int,
-                   timeout: float = 30.0) -> list:
-    consumer = AIOKafkaConsumer(topics.task_results(plane.version),
+                   timeout: float = 30.0, topic: str = "") -> list:
+    return [ev.message for ev in await _events(plane, execution, count, timeout, topic)]
+
+
+async def _events(plane: DelegatePlane, execution: str, count: int, timeout: float = 30.0,
+                  topic: str = "") -> list[envelope.Envelope]:
+    """The first ``count`` events of the execution on ``topic`` (default: task results)."""
+    consumer = AIOKafkaConsumer(topic or topics.task_results(plane.version),
                                 bootstrap_servers=plane.bootstrap, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10)
     await consumer.start()
@@ -74,8 +82,8 @@ async def _results(plane: DelegatePlane, execution: str, count: int,
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for r in records:
                     ev = envelope.decode(r.headers, r.value)
-                    if ev.message.execution_id == execution:
-                        found[ev.id] = ev.message
+                    if getattr(ev.message, "execution_id", None) == execution:
+                        found[ev.id] = ev
     finally:
         await consumer.stop()
     return list(found.values())
@@ -141,3 +149,24 @@ async def test_a_task_no_delegate_can_take_fails_after_its_validity_with_the_rea
     assert isinstance(failed, tasks_pb2.TaskFailed)
     assert failed.kind == tasks_pb2.TASK_FAILURE_KIND_NOT_ASSIGNED
     assert "needs capability 'kubernetes'" in failed.error
+
+
+async def test_one_trace_covers_dispatch_the_delegate_and_every_event_it_causes(plane):
+    """The trace of the DispatchTask continues through task-dispatch, the gateway and the
+    delegate: TaskStarted, the progress and the result carry its trace id, each as its own
+    span (nothing is re-rooted at the delegate hop)."""
+    await plane.wait_connected(ACCOUNT, "d1")
+    root = tracing.new_trace()
+    execution = str(uuid.uuid4())
+    await _dispatch(plane, execution, 1, traceparent=root, spec=spec_pb2.TaskSpec(
+        shell_script=spec_pb2.ShellScript(script="echo traced")))
+
+    [result] = await _events(plane, execution, 1)
+    [started] = await _events(plane, execution, 1, topic=topics.delegate_events(plane.version))
+    [progress] = await _events(plane, execution, 1, topic=topics.task_progress(plane.version))
+
+    assert isinstance(result.message, tasks_pb2.TaskSucceeded), result.message
+    assert "traced" in list(progress.message.lines)
+    traces = [tracing.parse(ev.traceparent) for ev in (started, progress, result)]
+    assert all(t is not None and t.trace_id == root.trace_id for t in traces), traces
+    assert len({t.span_id for t in traces} | {root.span_id}) == 4

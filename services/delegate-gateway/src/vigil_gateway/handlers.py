@@ -40,7 +40,8 @@ class Handlers:
                                                   task_id=msg.task_id, attempt=msg.attempt,
                                                   spec=msg.spec,
                                                   timeout_seconds=msg.timeout_seconds,
-                                                  execution_id=msg.execution_id)))
+                                                  execution_id=msg.execution_id,
+                                                  traceparent=env.traceparent or "")))
             if sent:
                 log.info("task sent to delegate", task_id=msg.task_id, attempt=msg.attempt,
                          delegate_id=msg.delegate_id, session=msg.session)

@@ -20,7 +20,7 @@ from collections import OrderedDict
 import grpc
 
 from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
-from vigil_common import logs
+from vigil_common import logs, tracing
 from vigil_delegate import probes
 from vigil_delegate.config import Settings
 from vigil_delegate.pending import PendingReports
@@ -165,11 +165,14 @@ class Agent:
         if key in self._running:
             log.info("assignment re-sent for a running task", task_id=a.task_id,
                      attempt=a.attempt)
-            self._send(self._started(a))
+            self._send(self._started(self._running[key]))
             return
         if key in self._finished or self.pending.has(*key):
             log.info("duplicate assignment ignored", task_id=a.task_id, attempt=a.attempt)
             return
+        # The task runs as a child span of the assignment's; every message about it carries it.
+        parent = tracing.parse(a.traceparent or None)
+        a.traceparent = str(parent.child()) if parent else ""
         self._running[key] = a
         if a.spec.WhichOneof("kind") == "collect_health_data":
             self._stops[key] = Stop()
@@ -187,7 +190,8 @@ class Agent:
     @staticmethod
     def _started(a: delegate_pb2.TaskAssignment) -> delegate_pb2.DelegateMessage:
         return delegate_pb2.DelegateMessage(started=delegate_pb2.TaskStarted(
-            task_id=a.task_id, attempt=a.attempt, execution_id=a.execution_id))
+            task_id=a.task_id, attempt=a.attempt, execution_id=a.execution_id,
+            traceparent=a.traceparent))
 
     async def _answer(self, query: delegate_pb2.BroadcastQuery) -> None:
         ans = await probes.answer(query, self.settings.selectors)
@@ -199,7 +203,8 @@ class Agent:
         key = (a.task_id, a.attempt)
         try:
             async with self._slots:
-                reports = await self._execute(a)
+                with tracing.use(tracing.parse(a.traceparent or None)):  # trace ids in logs
+                    reports = [_stamped(r, a.traceparent) for r in await self._execute(a)]
             try:
                 self.pending.put(a.task_id, a.attempt, reports)
             except OSError:  # still send it; only a restart before the ack would lose it
@@ -228,9 +233,11 @@ class Agent:
         def progress(line: str) -> None:
             log.info("task progress", task_id=a.task_id, line=line)
             self._send(delegate_pb2.DelegateMessage(progress=delegate_pb2.TaskProgress(
-                task_id=a.task_id, attempt=a.attempt, line=line, execution_id=a.execution_id)))
+                task_id=a.task_id, attempt=a.attempt, line=line, execution_id=a.execution_id,
+                traceparent=a.traceparent)))
 
         def emit(report: delegate_pb2.DelegateMessage) -> None:
+            _stamped(report, a.traceparent)
             try:  # kept until the task's result is acknowledged, resent after a reconnect
                 self.pending.add(a.task_id, a.attempt, report)
             except OSError:
@@ -245,3 +252,11 @@ class Agent:
             return [delegate_pb2.DelegateMessage(result=delegate_pb2.TaskResult(
                 task_id=a.task_id, attempt=a.attempt, success=False,
                 execution_id=a.execution_id, error=f"delegate error: {exc!r}"))]
+
+
+def _stamped(msg: delegate_pb2.DelegateMessage, traceparent: str) -> delegate_pb2.DelegateMessage:
+    """``msg`` with the task's span in its ``traceparent`` (results and health data)."""
+    inner = getattr(msg, msg.WhichOneof("kind") or "", None)
+    if traceparent and inner is not None and "traceparent" in inner.DESCRIPTOR.fields_by_name:
+        inner.traceparent = traceparent
+    return msg

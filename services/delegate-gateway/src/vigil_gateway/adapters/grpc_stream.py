@@ -21,7 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
 from vigil.events.v1 import tasks_pb2
-from vigil_common import grpc_server, logs, topics
+from vigil_common import grpc_server, logs, topics, tracing
 from vigil_gateway.adapters.connections import Connections, Link
 from vigil_gateway.adapters.kafka import DirectPublisher
 from vigil_gateway.adapters.postgres import GatewayStore, delegate_id_for, hash_token
@@ -34,6 +34,12 @@ log = logs.get(__name__)
 SERVICE = delegate_pb2.DESCRIPTOR.services_by_name["DelegateService"].full_name
 ADMIN_SERVICE = delegate_pb2.DESCRIPTOR.services_by_name["DelegateAdmin"].full_name
 VERSION_HEADER = "vigil-version"
+
+
+def _trace_of(msg: delegate_pb2.DelegateMessage, kind: str | None) -> tracing.TraceContext | None:
+    """The task span a delegate message carries, if any (malformed values are ignored)."""
+    inner = getattr(msg, kind) if kind else None
+    return tracing.parse(getattr(inner, "traceparent", "") or None)
 
 
 def _now() -> Timestamp:
@@ -144,26 +150,32 @@ class DelegateService(delegate_pb2_grpc.DelegateServiceServicer):
             if msg is grpc.aio.EOF:
                 return
             kind = msg.WhichOneof("kind")
-            if kind == "heartbeat":
-                link.queue.put_nowait(delegate_pb2.GatewayMessage(heartbeat=msg.heartbeat))
-            elif kind == "progress":
-                if self._progress is not None:
-                    self._progress.add(link.account_id, link.delegate_id, msg.progress)
-                else:
-                    log.info("task progress", task_id=msg.progress.task_id,
-                             line=msg.progress.line)
-            elif kind == "started":
-                await self._on_started(link, msg.started)
-            elif kind == "result":
-                await self._on_result(link, msg.result)
-                link.queue.put_nowait(delegate_pb2.GatewayMessage(result_ack=delegate_pb2.ResultAck(
-                    task_id=msg.result.task_id, attempt=msg.result.attempt)))
-            elif kind == "health_data":
-                await self._on_health_data(link, msg.health_data)
-            elif kind == "broadcast_answer":
-                await self._on_broadcast_answer(link, msg.broadcast_answer)
+            # The delegate sends the task's span: the events this message causes continue the
+            # execution's trace (a message without one starts a new trace, as before).
+            with tracing.use(_trace_of(msg, kind)):
+                await self._on_message(link, kind, msg)
+
+    async def _on_message(self, link: Link, kind: str | None,
+                          msg: delegate_pb2.DelegateMessage) -> None:
+        if kind == "heartbeat":
+            link.queue.put_nowait(delegate_pb2.GatewayMessage(heartbeat=msg.heartbeat))
+        elif kind == "progress":
+            if self._progress is not None:
+                self._progress.add(link.account_id, link.delegate_id, msg.progress)
             else:
-                log.warning("ignored delegate message", kind=kind, delegate_id=link.delegate_id)
+                log.info("task progress", task_id=msg.progress.task_id, line=msg.progress.line)
+        elif kind == "started":
+            await self._on_started(link, msg.started)
+        elif kind == "result":
+            await self._on_result(link, msg.result)
+            link.queue.put_nowait(delegate_pb2.GatewayMessage(result_ack=delegate_pb2.ResultAck(
+                task_id=msg.result.task_id, attempt=msg.result.attempt)))
+        elif kind == "health_data":
+            await self._on_health_data(link, msg.health_data)
+        elif kind == "broadcast_answer":
+            await self._on_broadcast_answer(link, msg.broadcast_answer)
+        else:
+            log.warning("ignored delegate message", kind=kind, delegate_id=link.delegate_id)
 
     async def _on_started(self, link: Link, s: delegate_pb2.TaskStarted) -> None:
         event = tasks_pb2.TaskStarted(

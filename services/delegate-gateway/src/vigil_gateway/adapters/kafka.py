@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 from google.protobuf import message as pb_message
 from prometheus_client import Counter
 
-from vigil_common import envelope, logs
+from vigil_common import envelope, logs, tracing
 from vigil_gateway.adapters.postgres import PRODUCER
 
 log = logs.get(__name__)
@@ -24,7 +24,9 @@ class DirectPublisher:
 
     async def publish(self, topic: str, key: str, message: pb_message.Message,
                       event_id: str | None = None) -> None:
-        headers, value = envelope.encode(message, source=PRODUCER, event_id=event_id)
+        current = tracing.current()  # a child span of the work in progress, as the outbox does
+        headers, value = envelope.encode(message, source=PRODUCER, event_id=event_id,
+                                         traceparent=current.child() if current else None)
         try:
             fut = await self._producer.send(topic, value, key=key.encode(), headers=headers)
         except Exception as exc:  # the producer's buffer is full or it is closing

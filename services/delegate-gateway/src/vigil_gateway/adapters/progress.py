@@ -16,7 +16,7 @@ from prometheus_client import Counter
 
 from vigil.delegate.v1 import delegate_pb2
 from vigil.events.v1 import tasks_pb2
-from vigil_common import logs, topics
+from vigil_common import logs, topics, tracing
 from vigil_gateway.adapters.kafka import DirectPublisher
 
 log = logs.get(__name__)
@@ -28,6 +28,7 @@ class _Batch:
     account_id: str
     delegate_id: str
     execution_id: str
+    trace: tracing.TraceContext | None  # the task's span, sent by the delegate
     lines: list[str] = field(default_factory=list)
     dropped: int = 0
 
@@ -44,7 +45,8 @@ class ProgressBatcher:
         key = (p.task_id, p.attempt)
         batch = self._batches.get(key)
         if batch is None:
-            batch = self._batches[key] = _Batch(account_id, delegate_id, p.execution_id)
+            batch = self._batches[key] = _Batch(account_id, delegate_id, p.execution_id,
+                                                tracing.parse(p.traceparent or None))
         if len(batch.lines) < self._max_lines:
             batch.lines.append(p.line[:4000])
         else:
@@ -57,14 +59,17 @@ class ProgressBatcher:
         now = Timestamp()
         now.GetCurrentTime()
         for (task_id, attempt), b in batches.items():
-            await self._publisher.publish(self._topic, b.execution_id or task_id,
-                                          tasks_pb2.TaskProgressed(
-                                              task_id=task_id, attempt=attempt,
-                                              account_id=b.account_id,
-                                              execution_id=b.execution_id,
-                                              delegate_id=b.delegate_id, lines=b.lines,
-                                              dropped_lines=b.dropped, sent_at=now))
+            with tracing.use(b.trace):
+                await self._publish(task_id, attempt, b, now)
         return len(batches)
+
+    async def _publish(self, task_id: str, attempt: int, b: _Batch, now: Timestamp) -> None:
+        await self._publisher.publish(self._topic, b.execution_id or task_id,
+                                      tasks_pb2.TaskProgressed(
+                                          task_id=task_id, attempt=attempt,
+                                          account_id=b.account_id, execution_id=b.execution_id,
+                                          delegate_id=b.delegate_id, lines=b.lines,
+                                          dropped_lines=b.dropped, sent_at=now))
 
     async def run(self, interval: float) -> None:
         """Flush every ``interval`` seconds until cancelled (and once more then)."""
