@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
@@ -87,13 +88,14 @@ async def test_a_traceparent_survives_relay_consume_handler_and_the_next_outbox_
     assert envelope.decode(final.headers, final.value).message == _started("ex-1")
 
 
-async def _start_execution(pool, account: str, metadata: tuple[tuple[str, str], ...]) -> str:
+async def _start_execution(pool, account: str, metadata: tuple[tuple[str, str], ...],
+                           pipeline: str = PIPELINE) -> str:
     store = PostgresStore(pool)
     auth = (("authorization", f"Bearer {await store.create_api_key(account, 'ci')}"),)
     async with grpc_api.serve(0, Handlers(store, "v1"), store, pool) as port, \
             grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         await api_pb2_grpc.PipelineServiceStub(channel).ApplyPipeline(
-            api_pb2.ApplyPipelineRequest(yaml=PIPELINE), metadata=auth)
+            api_pb2.ApplyPipelineRequest(yaml=pipeline), metadata=auth)
         started = await api_pb2_grpc.ExecutionServiceStub(channel).StartExecution(
             api_pb2.StartExecutionRequest(pipeline="traced"), metadata=auth + metadata)
     return started.execution_id
@@ -123,3 +125,19 @@ async def test_start_execution_with_a_malformed_traceparent_starts_one_new_trace
     assert len(traces) >= 2 and all(traces)
     assert len({t.trace_id for t in traces}) == 1
     assert CALLER.trace_id not in {t.trace_id for t in traces}
+
+
+async def test_a_durable_timer_firing_later_continues_the_executions_trace(pool, unique):
+    waiting = PIPELINE.replace("{name: compile, type: shell, script: make}",
+                               "{name: soak, type: wait, duration: 1s}")
+    execution_id = await _start_execution(pool, f"acct-{unique}",
+                                          (("traceparent", str(CALLER)),), waiting)
+    before = len(await _queued_traces(pool, execution_id))
+    later = datetime.now(UTC) + timedelta(minutes=1)
+
+    with tracing.use(None):  # the sweeper runs outside any trace
+        assert await Handlers(PostgresStore(pool), "v1", clock=lambda: later).sweep_timers()
+
+    fired = (await _queued_traces(pool, execution_id))[before:]
+    assert fired, "the timer queued no event (StepSucceeded, ExecutionFinished, ...)"
+    assert {t.trace_id for t in fired} == {CALLER.trace_id}

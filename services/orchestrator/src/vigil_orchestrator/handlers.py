@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import yaml
 
 from vigil.events.v1 import artifact_pb2, tasks_pb2, verification_pb2
-from vigil_common import logs
+from vigil_common import logs, tracing
 from vigil_common.envelope import Envelope
 from vigil_common.kafka import RejectedEvent
 from vigil_orchestrator import translate
@@ -246,8 +246,11 @@ class Handlers:
         """Fire the durable timers that are due; returns how many executions were looked at."""
         now = self._clock()
         due = await self._store.due(self._version, now)
-        for execution_id in due:
-            await self._store.apply(execution_id, lambda ex: decide(ex, TimerFired(), now), now)
+        for execution_id, trace in due:
+            # no event causes a timer: the work continues the execution's own trace
+            with tracing.use(trace):
+                await self._store.apply(execution_id, lambda ex: decide(ex, TimerFired(), now),
+                                        now)
         return len(due)
 
 

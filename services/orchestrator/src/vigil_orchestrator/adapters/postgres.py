@@ -17,7 +17,7 @@ from datetime import datetime
 
 import asyncpg
 
-from vigil_common import apikeys, inbox, outbox, topics
+from vigil_common import apikeys, inbox, outbox, topics, tracing
 from vigil_orchestrator import codec, translate
 from vigil_orchestrator.domain import Decision, Execution, PipelineSpec
 from vigil_upgrade.adapters import postgres as upgrade_records
@@ -130,11 +130,12 @@ class PostgresStore:
             inserted = await conn.fetchval(
                 "INSERT INTO executions (id, account_id, pipeline, vigil_version, status, "
                 "idempotency_key, state, next_deadline, application, service, environment, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+                "created_at, traceparent) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
                 "ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING id",
                 ex.id, ex.account_id, ex.pipeline, ex.version, ex.status.value,
                 idempotency_key, json.dumps(codec.dump(ex)), ex.next_wake, ex.application,
-                ex.service, ex.environment, ex.created_at)
+                ex.service, ex.environment, ex.created_at, str(tracing.current() or ""))
             if inserted is None:
                 return str(await conn.fetchval(
                     "SELECT id FROM executions WHERE account_id = $1 AND idempotency_key = $2",
@@ -183,12 +184,15 @@ class PostgresStore:
                 await _emit(conn, decision, now)
             return decision
 
-    async def due(self, version: str, now: datetime, limit: int = 100) -> list[str]:
-        """Running executions of ``version`` whose durable timer is due at ``now``."""
+    async def due(self, version: str, now: datetime,
+                  limit: int = 100) -> list[tuple[str, tracing.TraceContext | None]]:
+        """Running executions of ``version`` whose durable timer is due at ``now``, each with
+        the trace it was started in (None when it has none)."""
         rows = await self._pool.fetch(
-            "SELECT id FROM executions WHERE vigil_version = $1 AND status = 'RUNNING' "
-            "AND next_deadline <= $2 ORDER BY next_deadline LIMIT $3", version, now, limit)
-        return [str(r["id"]) for r in rows]
+            "SELECT id, traceparent FROM executions WHERE vigil_version = $1 "
+            "AND status = 'RUNNING' AND next_deadline <= $2 ORDER BY next_deadline LIMIT $3",
+            version, now, limit)
+        return [(str(r["id"]), tracing.parse(r["traceparent"] or None)) for r in rows]
 
     async def get(self, account_id: str, execution_id: str) -> Execution | None:
         state = await self._pool.fetchval(
