@@ -2,8 +2,9 @@
 the public Kafka topics, and check that the expected outcome happened.
 
 Expected (issue 2): v1 on node-1 and node-2, v2 canary on node-3, verification FAILs on the
-metrics (slower response time) and on the logs (new NullPointerException), the canary is
-rolled back, and the execution ends FAILED with the verification's reasons.
+metrics (errors above the fail-fast threshold, usually within the first minutes, else the
+slower response time at the window's end) and on the logs (new NullPointerException), the
+canary is rolled back, and the execution ends FAILED with the verification's reasons.
 """
 
 from __future__ import annotations
@@ -153,14 +154,16 @@ def expected_checks(ex: api_pb2.Execution,
     metrics = by_kind.get(verification_pb2.ANALYSIS_KIND_METRICS)
     logs = by_kind.get(verification_pb2.ANALYSIS_KIND_LOGS)
     text = lambda v: " ".join([v.reason, *(f.reason + f.example for f in v.findings)])  # noqa: E731
+    failed_on = lambda v: {f.subject for f in v.findings  # noqa: E731
+                           if f.verdict == verification_pb2.VERDICT_KIND_FAIL}
     return [
         Check("v1 deployed to node-1 and node-2",
               status("deploy-primary") == execution_pb2.STEP_STATUS_SUCCEEDED),
         Check("v2 deployed as a canary on node-3",
               status("deploy-canary") == execution_pb2.STEP_STATUS_SUCCEEDED),
-        Check("metric analysis failed the canary on response time",
+        Check("metric analysis failed the canary on its error rate or response time",
               metrics is not None and metrics.verdict == verification_pb2.VERDICT_KIND_FAIL
-              and "response_time_ms" in text(metrics)),
+              and bool(failed_on(metrics) & {"error_rate_pct", "response_time_ms"})),
         Check("log analysis failed the canary on a new NullPointerException",
               logs is not None and logs.verdict == verification_pb2.VERDICT_KIND_FAIL
               and "NullPointerException" in text(logs)),
