@@ -3,6 +3,9 @@
 Runs the same analysis code as the services on a stored (or exported) verification and prints
 the result as JSON, so a past verdict can be audited and the sensitivity re-tuned offline.
 The input and output formats are in docs/metric-analysis.md.
+
+`vigil verify export EXECUTION_ID [--step NAME] [-o FILE]`: a verify step's stored input
+data, in that format, through the API (``ExecutionService/ExportVerification``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from vigil.api.v1 import api_pb2, api_pb2_grpc
+from vigil_cli.client import add_connection_options, metadata, run
 from vigil_common.verdicts import Sensitivity, Verdict, combine
 from vigil_metric_analyzer.domain.replay import ReplayError, replay_metrics
 
@@ -27,6 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     replay.add_argument("--sensitivity", choices=list(SENSITIVITIES),
                         help="judge at one sensitivity only (default: all three)")
     replay.set_defaults(func=_replay)
+    export = sub.add_parser("export", help="a past verification's input data, in the replay "
+                                           "format (for vigil verify replay)")
+    export.add_argument("execution_id")
+    export.add_argument("--step", default="",
+                        help="the verify step's name or path (needed when there are several)")
+    export.add_argument("--verification-id", default="",
+                        help="one verification (step attempt) of the execution")
+    export.add_argument("-o", "--output", default="-", help="file to write, - for stdout")
+    add_connection_options(export)
+    export.set_defaults(func=lambda args: run(_export(args)))
 
 
 def replay(doc: dict[str, Any], sensitivities: list[Sensitivity]) -> dict[str, Any]:
@@ -91,4 +108,22 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     json.dump(out, sys.stdout, indent=2, allow_nan=False)
     print()
+    return 0
+
+
+async def _export(args: argparse.Namespace) -> int:
+    async with grpc.aio.insecure_channel(args.api) as channel:
+        reply = await api_pb2_grpc.ExecutionServiceStub(channel).ExportVerification(
+            api_pb2.ExportVerificationRequest(
+                execution_id=args.execution_id, step=args.step,
+                verification_id=args.verification_id), metadata=metadata(args))
+    text = reply.document_json.rstrip("\n") + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    print(f"verification {reply.verification_id} of {reply.step} (attempt {reply.attempt}): "
+          f"{', '.join(reply.present) or 'nothing'}"
+          + (f"; missing: {'; '.join(reply.missing)}" if reply.missing else "")
+          + ("" if args.output == "-" else f" -> {args.output}"), file=sys.stderr)
     return 0

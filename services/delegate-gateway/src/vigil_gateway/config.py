@@ -44,12 +44,17 @@ class Settings:
     # GATEWAY_DEAD_AFTER_SECONDS, default 30: an instance of the same version silent this long
     # is taken for dead, and its sessions are closed (DelegateDisconnected).
     dead_after_seconds: float
+    # VERIFICATION_DATA_RETENTION_DAYS, default 30: stored verification inputs (for
+    # `vigil verify export`) older than this are deleted; 0 keeps them forever.
+    verification_data_retention_days: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         cert, key = environ.get("GATEWAY_TLS_CERT", ""), environ.get("GATEWAY_TLS_KEY", "")
         if bool(cert) != bool(key):
             raise ConfigError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY must be set together")
+        if get_float(environ, "VERIFICATION_DATA_RETENTION_DAYS", 30.0) < 0:
+            raise ConfigError("VERIFICATION_DATA_RETENTION_DAYS: must be 0 (keep) or more days")
         return cls(common=CommonSettings.from_env(environ, "delegate-gateway"),
                    grpc_port=get_int(environ, "GATEWAY_PORT", 50061),
                    host=get_str(environ, "GATEWAY_HOST", "127.0.0.1"),
@@ -59,4 +64,6 @@ class Settings:
                                                     1.0),
                    progress_max_lines=get_int(environ, "GATEWAY_PROGRESS_MAX_LINES", 100),
                    heartbeat_seconds=get_float(environ, "GATEWAY_HEARTBEAT_SECONDS", 5.0),
-                   dead_after_seconds=get_float(environ, "GATEWAY_DEAD_AFTER_SECONDS", 30.0))
+                   dead_after_seconds=get_float(environ, "GATEWAY_DEAD_AFTER_SECONDS", 30.0),
+                   verification_data_retention_days=get_float(
+                       environ, "VERIFICATION_DATA_RETENTION_DAYS", 30.0))

@@ -83,17 +83,23 @@ async def watch_revocations(pool: asyncpg.Pool, store: GatewayStore, connections
                 await asyncio.wait_for(wake.wait(), interval)
 
 
-async def keep_alive(store: GatewayStore, interval: float, dead_after: float) -> None:
+async def keep_alive(store: GatewayStore, interval: float, dead_after: float,
+                     retention_days: float = 30.0) -> None:
     """This instance's heartbeat, and the sweep that closes the sessions of instances that
     stopped beating (crashed, partitioned away): their delegates show as gone, and
-    task-dispatch re-queues their tasks if they do not reconnect elsewhere. A failed round is
-    logged and retried at the next one."""
+    task-dispatch re-queues their tasks if they do not reconnect elsewhere. Each round also
+    deletes a bounded batch of verification inputs older than ``retention_days`` (0: kept
+    forever). A failed round is logged and retried at the next one."""
     while True:
         try:
             closed = await store.heartbeat(dead_after)
             for gateway_id, sessions in closed.items():
                 log.warning("closed the sessions of a silent gateway instance",
                             gateway_id=gateway_id, sessions=sessions, silent_for_s=dead_after)
+            swept = await store.sweep_verification_data(retention_days)
+            if swept:
+                log.info("old verification data deleted", rows=swept,
+                         retention_days=retention_days)
         except asyncio.CancelledError:
             raise
         except Exception:

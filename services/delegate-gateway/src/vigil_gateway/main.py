@@ -52,6 +52,7 @@ async def main() -> None:
                 progress.run(settings.progress_flush_seconds),
                 watch_revocations(pool, store, connections, settings.token_recheck_seconds,
                                   tokens),
-                keep_alive(store, settings.heartbeat_seconds, settings.dead_after_seconds),
+                keep_alive(store, settings.heartbeat_seconds, settings.dead_after_seconds,
+                           settings.verification_data_retention_days),
             )
         await store.stop_instance()  # the streams have closed their sessions

@@ -6,7 +6,9 @@ capabilities and selectors), the source of `vigil delegates list`. A revoked tok
 
 A report (task result or health data) is stored by its idempotency key (task, attempt, kind)
 in the same transaction as the outbox row that publishes it: a delegate resending after a
-reconnect changes nothing, and nothing is published twice.
+reconnect changes nothing, and nothing is published twice. Health data (metrics batches,
+logs) is also kept, once per verification and part, in ``verification_data`` for
+`vigil verify export`, until the retention sweep deletes it.
 """
 
 from __future__ import annotations
@@ -18,13 +20,32 @@ import uuid
 import asyncpg
 from google.protobuf import message as pb_message
 
-from vigil.events.v1 import tasks_pb2
+from vigil.events.v1 import tasks_pb2, verification_pb2
 from vigil_common import outbox
 from vigil_gateway.adapters.sessions import SessionWriter, close_instance_sessions
 
 PRODUCER = "delegate-gateway"
 REVOKED_CHANNEL = "vigil_token_revoked"
 _DELEGATE_NAMESPACE = uuid.UUID("0b7f3a56-5a0e-4f57-8c3e-5d1f6a2b9c44")
+
+
+SWEEP_BATCH = 500
+"""Most stored verification inputs one retention sweep round deletes."""
+VERIFICATION_DATA = (verification_pb2.MetricsCollected, verification_pb2.LogsCollected)
+
+
+async def _keep_verification_data(conn: asyncpg.Connection, task_id: str, attempt: int,
+                                  part: str, message: pb_message.Message) -> None:
+    """Keep a health-data report's payload for `vigil verify export` (migration 0014): once
+    per verification and part, like the report itself."""
+    if not isinstance(message, VERIFICATION_DATA):
+        return
+    ref = message.ref
+    await conn.execute(
+        "INSERT INTO verification_data (verification_id, part, account_id, execution_id, "
+        "task_id, attempt, message_type, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        "ON CONFLICT DO NOTHING", ref.verification_id, part, ref.account_id, ref.execution_id,
+        task_id, attempt, message.DESCRIPTOR.full_name, message.SerializeToString())
 
 
 def hash_token(token: str) -> str:
@@ -150,7 +171,24 @@ class GatewayStore:
             if new:
                 await outbox.add(conn, PRODUCER, topic, key, message,
                                  event_id=f"{kind}/{task_id}/{attempt}")
+                await _keep_verification_data(conn, task_id, attempt, kind, message)
             return bool(new)
+
+    async def sweep_verification_data(self, retention_days: float,
+                                      limit: int = SWEEP_BATCH) -> int:
+        """Delete at most ``limit`` stored verification inputs older than ``retention_days``
+        (``verification_data``, migration 0014); returns how many. A bounded delete, run by
+        the keep-alive loop each round, so a backlog drains without a long transaction."""
+        if retention_days <= 0:
+            return 0
+        deleted = await self._pool.fetchval(
+            "WITH old AS (SELECT verification_id, part FROM verification_data "
+            "WHERE received_at < now() - $1 * interval '1 day' "
+            "ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+            "gone AS (DELETE FROM verification_data d USING old "
+            "WHERE d.verification_id = old.verification_id AND d.part = old.part RETURNING 1) "
+            "SELECT count(*) FROM gone", float(retention_days), limit)
+        return int(deleted or 0)
 
     async def publish(self, topic: str, key: str, message: pb_message.Message,
                       event_id: str) -> None:

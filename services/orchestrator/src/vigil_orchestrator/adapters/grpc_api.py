@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 from vigil.api.v1 import api_pb2, api_pb2_grpc
 from vigil_common import db, grpc_server, logs, tracing
 from vigil_common.apikeys import Caller
-from vigil_orchestrator import translate
+from vigil_orchestrator import export, translate
 from vigil_orchestrator.adapters.postgres import WATCH_CHANNEL, ExecutionFilter, PostgresStore
 from vigil_orchestrator.domain import (
     Abort,
@@ -108,9 +108,11 @@ def _pipeline(row: asyncpg.Record) -> api_pb2.Pipeline:
 
 
 class ExecutionService(api_pb2_grpc.ExecutionServiceServicer):
-    def __init__(self, handlers: Handlers, store: PostgresStore, watchers: Watchers):
+    def __init__(self, handlers: Handlers, store: PostgresStore, watchers: Watchers,
+                 pool: asyncpg.Pool):
         self._handlers, self._store, self._caller = handlers, store, Caller(store.authenticate)
         self._watchers = watchers
+        self._pool = pool  # for ExportVerification's reads of verification_data
 
     async def StartExecution(self, request, context):  # noqa: ANN001, ANN201, N802
         account, _ = await self._caller(context, request.account_id)
@@ -261,6 +263,23 @@ class ExecutionService(api_pb2_grpc.ExecutionServiceServicer):
             failures_by_stage=[api_pb2.StageFailures(stage=s, failures=n)
                                for s, n in stats.failures_by_stage])
 
+    async def ExportVerification(self, request, context):  # noqa: ANN001, ANN201, N802
+        account, _ = await self._caller(context, request.account_id)
+        await _check_uuid(context, request.execution_id, "execution_id")
+        if request.verification_id:
+            await _check_uuid(context, request.verification_id, "verification_id")
+        try:
+            out = await export.export_verification(
+                self._store, self._pool, account, request.execution_id, request.step.strip(),
+                request.verification_id)
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except export.InvalidRequest as exc:
+            await invalid(context, exc.problems)
+        return api_pb2.ExportVerificationResponse(
+            verification_id=out.verification_id, step=out.step, attempt=out.attempt,
+            document_json=out.document_json, present=out.present, missing=out.missing)
+
 
 class Watchers:
     """Wakes the watch streams of changed executions; ``notify`` is the process's one LISTEN
@@ -293,7 +312,7 @@ async def serve(port: int, handlers: Handlers, store: PostgresStore, pool: async
     watchers = Watchers()
     api_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineService(handlers, store), server)
     api_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionService(handlers, store, watchers), server)
+        ExecutionService(handlers, store, watchers, pool), server)
     health = grpc_server.add_health_and_reflection(server, SERVICES)
     bound = server.add_insecure_port(f"{host}:{port}")
     async with db.listen(pool, WATCH_CHANNEL, watchers.notify):
