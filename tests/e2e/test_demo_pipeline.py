@@ -2,7 +2,10 @@
 PostgreSQL, five services and a delegate as separate processes), driven through the public
 gRPC API and observed on the public Kafka topics."""
 
+import asyncio
 import io
+import json
+import sys
 import uuid
 
 import grpc
@@ -34,7 +37,8 @@ def auth(stack) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {stack.api_key}"),)
 
 
-async def test_canary_with_a_regression_is_rolled_back_and_the_execution_fails(stack):
+async def test_canary_with_a_regression_is_rolled_back_and_the_execution_fails(
+        stack, tmp_path):
     out = io.StringIO()
     outcome = await run_demo(stack, out=out)
     failed = [c.what for c in outcome.checks if not c.ok]
@@ -51,6 +55,35 @@ async def test_canary_with_a_regression_is_rolled_back_and_the_execution_fails(s
              .nodes("demo")}
     assert sorted(nodes) == ["node-1", "node-2"]
     assert all(n.version == "v1" and n.alive for n in nodes.values())
+    await _export_replays_the_failed_verification(stack, ex.execution_id, tmp_path)
+
+
+async def _vigil(*args: str) -> tuple[int, str, str]:
+    """The CLI as a separate process."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vigil_cli", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _export_replays_the_failed_verification(stack, execution_id: str, tmp_path) -> None:
+    """Issue 5: `vigil verify export` then `vigil verify replay` reproduces the live FAIL."""
+    path = tmp_path / "verify-canary.json"
+    code, _, err = await _vigil("verify", "export", execution_id, "--step", "verify-canary",
+                                "-o", str(path), "--api", stack.api_address,
+                                "--api-key", stack.api_key)
+    assert code == 0, err
+    doc = json.loads(path.read_text())
+    assert doc["live"]["verdicts"]["metrics"]["verdict"] == "FAIL", doc["live"]
+    assert doc["hosts"] == {"control": ["node-1", "node-2"], "test": ["node-3"]}
+    assert doc["logs"]["test"], "the canary's logs were not exported"
+    code, out, err = await _vigil("verify", "replay", str(path), "--sensitivity",
+                                  doc["sensitivity"])
+    assert code == 0, err
+    replayed = json.loads(out)
+    assert replayed["verdict_metrics"] == {doc["sensitivity"]: "FAIL"}, (
+        err, replayed["explanations"]["metrics"]["reason"])
 
 
 async def test_a_healthy_canary_passes_verification_and_the_execution_succeeds(stack):
