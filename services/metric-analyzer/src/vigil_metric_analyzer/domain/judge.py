@@ -1,4 +1,4 @@
-"""The metric judge ``sax-robust-v2``: a verification's metrics in, one explained verdict out.
+"""The metric judge ``sax-robust-v3``: a verification's metrics in, one explained verdict out.
 
 For every metric of the policy and every test host, in this order (the first that decides
 gives the finding's ``rule``):
@@ -15,7 +15,12 @@ gives the finding's ``rule``):
    ``level-shift``, ``drift``, ``spread-increase``, ``not-clear`` (INCONCLUSIVE).
 7. ``host-outlier``: a comparison FAIL on fewer than half of the compared test hosts of a
    metric is a difference of those hosts, not of the new version every test host runs: it
-   PASSes, saying so (:func:`.scorers.verdict.consistent`).
+   PASSes, saying so (:func:`.scorers.verdict.consistent`), unless the group rule below fails.
+
+Per metric with at least 3 compared test hosts, one more finding (host ``*``) judges the test
+group as a whole (:mod:`.detectors.group`, :mod:`.classifiers.group`): ``group-shift``,
+``group-drift``, ``group-spread``. A version's regression is shared by its hosts, and over the
+group the host-to-host spread that hides it on each host averages out.
 
 Which control data a test host is compared with depends on the mode: canary - every control
 host, minute by minute; rolling/blue-green - the same host's pre-deployment window where the
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vigil_common.verdicts import AnalysisResult, Finding, Sensitivity, Verdict
+from vigil_metric_analyzer.domain.classifiers.group import classify_group
 from vigil_metric_analyzer.domain.classifiers.host import classify
 from vigil_metric_analyzer.domain.detectors import thresholds
 from vigil_metric_analyzer.domain.detectors.comparison import (
@@ -41,6 +47,7 @@ from vigil_metric_analyzer.domain.detectors.comparison import (
     baseline,
     measure,
 )
+from vigil_metric_analyzer.domain.detectors.group import GroupComparison, measure_group
 from vigil_metric_analyzer.domain.policy import MetricPolicy, Mode, VerificationPolicy
 from vigil_metric_analyzer.domain.preprocessing import series
 from vigil_metric_analyzer.domain.preprocessing.series import Series
@@ -62,6 +69,15 @@ class _Case:
     fixed: Finding | None = None
     comparison: Comparison | None = None
     control_hosts: int = 0
+    paired: bool = False
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One metric's test group, measured once for every sensitivity."""
+
+    metric: MetricPolicy
+    comparison: GroupComparison
 
 
 def judge_metrics(control: GroupData, test: GroupData, policy: VerificationPolicy,
@@ -76,7 +92,8 @@ def judge_metrics(control: GroupData, test: GroupData, policy: VerificationPolic
         look: Which look at a growing window this is; p-values must be under its alpha.
 
     Returns:
-        A ``sax-robust-v2`` result, one finding per metric and test host, worst first.
+        A ``sax-robust-v3`` result, one finding per metric and test host (and one per metric
+        for its test group), worst first.
     """
     return judge_sensitivities(control, test, policy, [policy.sensitivity], look)[
         policy.sensitivity]
@@ -86,9 +103,19 @@ def judge_sensitivities(control: GroupData, test: GroupData, policy: Verificatio
                         sensitivities: Iterable[Sensitivity], look: Look = FINAL
                         ) -> dict[Sensitivity, AnalysisResult]:
     """:func:`judge_metrics` at several sensitivities, measuring the data only once."""
-    cases, extra = _measure_all(control, test, policy)
-    return {s: result_of(extra + consistent([_finding(case, s, look) for case in cases]))
-            for s in sensitivities}
+    cases, groups, extra = _measure_all(control, test, policy)
+    out = {}
+    for s in sensitivities:
+        # Any failing metric fails the verification, so the group rules share one budget:
+        # the look's alpha split over metrics and their three rules (Bonferroni), keeping the
+        # verification's false-fail chance from the group rules under alpha however many
+        # metrics it has.
+        alpha = look.alpha / max(3 * len(groups), 1)
+        group_findings = [_group_finding(g, s, alpha) for g in groups]
+        confirmed = {f.subject for f in group_findings if f.verdict is Verdict.FAIL}
+        hosts = consistent([_finding(case, s, look) for case in cases], confirmed)
+        out[s] = result_of(extra + hosts + group_findings)
+    return out
 
 
 def judge_thresholds_only(test: GroupData, policy: VerificationPolicy) -> AnalysisResult:
@@ -124,13 +151,14 @@ def _within(metric: MetricPolicy, host: str, values: np.ndarray) -> Finding:
 
 
 def _measure_all(control: GroupData, test: GroupData, policy: VerificationPolicy
-                 ) -> tuple[list[_Case], list[Finding]]:
+                 ) -> tuple[list[_Case], list[_Group], list[Finding]]:
     if not policy.metrics:
-        return [], [_note(ALL_HOSTS, Verdict.INCONCLUSIVE, "no-metrics",
-                          "the policy has no metrics to verify")]
+        return [], [], [_note(ALL_HOSTS, Verdict.INCONCLUSIVE, "no-metrics",
+                              "the policy has no metrics to verify")]
     test_hosts, control_hosts = _hosts(test), _hosts(control)
     warmup = policy.warmup_minutes if policy.mode is Mode.LOAD_TEST else 0
     cases: list[_Case] = []
+    groups: list[_Group] = []
     extra: list[Finding] = []
     for name, metric in policy.metrics.items():
         tests = {h: series.drop_warmup(series.as_array(test.get(name, {}).get(h, ())), warmup)
@@ -146,9 +174,17 @@ def _measure_all(control: GroupData, test: GroupData, policy: VerificationPolicy
                   if len(series.present(v)) >= metric.min_points}
         group = (baseline(list(usable.values()), carry_trend=_carries_trend(policy))
                  if usable else None)
-        for host, values in tests.items():
-            cases.append(_case(metric, policy, host, values, usable, group))
-    return cases, extra
+        mine = [_case(metric, policy, host, values, usable, group)
+                for host, values in tests.items()]
+        cases.extend(mine)
+        compared = [c for c in mine if c.comparison is not None]
+        if group is not None and compared:
+            paired = all(c.paired for c in compared)
+            whole = measure_group([c.comparison for c in compared if c.comparison], group,
+                                  paired)
+            if whole is not None:
+                groups.append(_Group(metric, whole))
+    return cases, groups, extra
 
 
 def _carries_trend(policy: VerificationPolicy) -> bool:
@@ -181,13 +217,15 @@ def _case(metric: MetricPolicy, policy: VerificationPolicy, host: str, raw: np.n
             metric, host, Verdict.NO_DATA, "no-control", values,
             f"{metric.name} on {host}: no control host has {metric.min_points} values to "
             "compare with"))
-    base, hosts = group, len(controls)
+    base, hosts, paired = group, len(controls), False
     if policy.mode is not Mode.CANARY and host in controls:
         # Node by node: the host's own earlier window, with the whole group's trend.
-        base, hosts = baseline([controls[host]], carry_trend=False, trend=group.trend), 1
+        base = baseline([controls[host]], carry_trend=False, trend=(group.trend, group.trend_se),
+                        inflation=group.inflation)
+        hosts, paired = 1, True
     comparison = measure(base, values, metric.direction.sign, policy.mode.time_aligned,
                          policy.gap_minutes)
-    return _Case(metric, host, comparison=comparison, control_hosts=hosts)
+    return _Case(metric, host, comparison=comparison, control_hosts=hosts, paired=paired)
 
 
 def _fixed_checks(metric: MetricPolicy, host: str, raw: np.ndarray) -> Finding | None:
@@ -220,12 +258,30 @@ def _finding(case: _Case, sensitivity: Sensitivity, look: Look) -> Finding:
             "minutes": c.test_minutes, "noise_sd": c.test_noise, "change": sign * c.change,
             "change_pct": 100 * sign * c.relative if math.isfinite(c.relative) else math.nan,
             "deviation_sd": c.deviation_sd, "robust_deviation_sd": c.robust_sd,
+            "change_se": c.shift_se, "change_sds": c.shift_z, "drift_sds": c.drift_z,
             "p_value": c.shift_p, "sd_ratio": c.sd_ratio, "drift_end": sign * c.drift_end,
             "drift_p": c.drift_p, "spread_p": c.spread_p, "alpha": look.alpha}
     if decision.more_minutes is not None:
         test["more_minutes_needed"] = decision.more_minutes
     return Finding(subject=case.metric.name, host=case.host, verdict=decision.verdict,
                    reason=decision.reason, control_summary=_clean(control),
+                   test_summary=_clean(test), rule=decision.rule)
+
+
+def _group_finding(group: _Group, sensitivity: Sensitivity, alpha: float) -> Finding:
+    g, metric = group.comparison, group.metric
+    decision = classify_group(metric, g, sensitivity, limits(sensitivity), alpha)
+    sign = metric.direction.sign
+    relative = g.relative_of(g.change)
+    test = {"hosts": g.hosts, "deviating_hosts": g.deviating, "change": sign * g.change,
+            "change_pct": 100 * sign * relative if math.isfinite(relative) else math.nan,
+            "change_se": g.change_se, "change_sds": g.change_z, "p_value": g.change_p,
+            "drift_end": sign * g.drift_end, "drift_sds": g.drift_z, "drift_p": g.drift_p,
+            "sd_ratio": g.sd_ratio, "spread_p": g.spread_p, "alpha": alpha}
+    return Finding(subject=metric.name, host=ALL_HOSTS, verdict=decision.verdict,
+                   reason=decision.reason,
+                   control_summary=_clean({"median": g.control_level,
+                                           "hosts": g.control_hosts}),
                    test_summary=_clean(test), rule=decision.rule)
 
 

@@ -4,12 +4,16 @@ Rules, in order; the first that fails decides (its name is the finding's ``rule`
 
 1. ``level-shift``: the SAX deviation is >= the sensitivity's SDs, the Hodges-Lehmann change is
    practically large (relative %, or percentage points for error rates, and the metric's
-   absolute floor), and the rank test's p-value is under the look's alpha.
+   absolute floor), and its p-value is under the look's alpha - the p-value being clear
+   against the minute noise (rank test) and against the host spread and carried-trend error
+   (normal tail of the change over its standard error, :mod:`..detectors.comparison`).
 2. ``drift``: the same gates for the change at the end of the window along the test-minus-control
    trend, with a Mann-Kendall trend p-value under alpha (a regression that grows).
 3. ``spread-increase``: the test noise SD is >= ratio x the control's, the bad-side tail (p90,
-   or p10 when lower is worse) is practically worse, and the dispersion test's p under alpha.
-   Not for error rates, whose minute-to-minute spread follows the traffic, not the version.
+   or p10 when lower is worse) is worse (so a tighter or one-sided-better spread never fails),
+   and the dispersion test's p under alpha. The product defines a spread regression by the SD
+   ratio alone, so the tail is not held to the level shift's relative size. Not for error
+   rates, whose minute-to-minute spread follows the traffic, not the version.
 
 A level shift large enough but not yet clear gives INCONCLUSIVE, saying how many more minutes
 would decide it; anything else PASSes with the numbers. Every gate looks at the bad direction
@@ -49,7 +53,7 @@ def classify(metric: MetricPolicy, host: str, c: Comparison, sensitivity: Sensit
     level_large = _large(metric, c, c.change, lim, floor) and c.deviation_sd >= lim.sds
     if level_large and c.shift_p < alpha:
         return Decision(Verdict.FAIL, "level-shift",
-                        f"{head}, {_sds(c.deviation_sd)} noise SDs (SAX), p={_p(c.shift_p)}: "
+                        f"{head}, {_clear(c.shift_z, c.deviation_sd)}, p={_p(c.shift_p)}: "
                         f"above the {practical} with p < {_p(alpha)}")
     drift_sds = c.in_sds(c.drift_end)
     if (_large(metric, c, c.drift_end, lim, floor) and drift_sds >= lim.sds
@@ -59,8 +63,7 @@ def classify(metric: MetricPolicy, host: str, c: Comparison, sensitivity: Sensit
                         f"vs control by the end of the window ({_sds(drift_sds)} noise SDs, "
                         f"trend p={_p(c.drift_p)}): above the {practical}")
     if (metric.kind is not MetricKind.ERROR_RATE and c.sd_ratio >= lim.sd_ratio
-            and _large(metric, c, c.tail_change, lim, floor)
-            and c.spread_p < alpha):
+            and c.tail_change > 0 and c.tail_change >= floor and c.spread_p < alpha):
         return Decision(Verdict.FAIL, "spread-increase",
                         f"{metric.name} on {host}: noise SD x{_sds(c.sd_ratio)} of control "
                         f"({quantity(c.test_noise, metric.unit)} vs "
@@ -72,12 +75,12 @@ def classify(metric: MetricPolicy, host: str, c: Comparison, sensitivity: Sensit
         wait = (f"about {more} more minutes at the current traffic would decide it"
                 if more is not None else "more minutes with traffic are needed to decide it")
         return Decision(Verdict.INCONCLUSIVE, "not-clear",
-                        f"{head}, {_sds(c.deviation_sd)} noise SDs (SAX), but p={_p(c.shift_p)} "
+                        f"{head}, {_clear(c.shift_z, c.deviation_sd)}, but p={_p(c.shift_p)} "
                         f"is not under {_p(alpha)} with {c.test_count} test minutes: {wait}",
                         more)
     judgement = "no worse than control" if c.change <= 0 else f"within the {practical}"
     return Decision(Verdict.PASS, "level-shift",
-                    f"{head}, {_sds(c.deviation_sd)} noise SDs (SAX): {judgement}")
+                    f"{head}, {_clear(c.shift_z, c.deviation_sd)}: {judgement}")
 
 
 def _large(metric: MetricPolicy, c: Comparison, bad: float, lim: Limits, floor: float) -> bool:
@@ -126,6 +129,12 @@ def _change(metric: MetricPolicy, c: Comparison, bad: float) -> str:
 def _levels(metric: MetricPolicy, c: Comparison) -> str:
     return (f"median {quantity(c.test_median, metric.unit)} vs "
             f"{quantity(c.control_level, metric.unit)}")
+
+
+def _clear(z: float, sax_sds: float) -> str:
+    """How large a change is against the noise: the SAX deviation in per-minute noise SDs (the
+    gate), and the change over its standard error (how sure the measurement is)."""
+    return f"{_sds(sax_sds)} noise SDs (SAX), {_sds(z)} standard errors"
 
 
 def _sds(value: float) -> str:

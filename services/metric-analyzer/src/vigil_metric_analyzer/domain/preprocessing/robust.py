@@ -50,6 +50,28 @@ def noise(times: np.ndarray, values: np.ndarray) -> float:
     return scale(values - (slope * times + intercept))
 
 
+HL_EFFICIENCY = math.pi / 3.0
+"""Variance of a Hodges-Lehmann / Theil-Sen estimate relative to the mean / least squares for
+normal data (1 / 0.955): the rank-based estimates cost about 5% more variance."""
+
+
+def line_se(times: np.ndarray, sd: float, inflation: float, at: float) -> tuple[float, float]:
+    """Standard errors ``(slope, value at `at`)`` of a line fitted to ``times`` with residual SD
+    ``sd`` (least-squares formulas, widened by :data:`HL_EFFICIENCY` for the rank-based fit and
+    by the autocorrelation ``inflation``). The value at ``at`` is what a drift or a carried
+    trend predicts; its error grows with the distance from the data's centre, so a trend
+    extrapolated far past a short window is never more certain than the window allows."""
+    n = len(times)
+    if n < 3 or sd <= 0:
+        return 0.0, 0.0
+    centre = float(np.mean(times))
+    sxx = float(np.sum((times - centre) ** 2))
+    if sxx <= 0:
+        return 0.0, 0.0
+    var = sd * sd * inflation * HL_EFFICIENCY
+    return math.sqrt(var / sxx), math.sqrt(var * (1.0 / n + (at - centre) ** 2 / sxx))
+
+
 def autocorrelation_inflation(times: np.ndarray, values: np.ndarray) -> float:
     """Variance inflation (1 + r) / (1 - r) of rank tests for lag-1 autocorrelation r of the
     residuals around the Theil-Sen line: per-minute metrics are autocorrelated, and treating
@@ -64,6 +86,45 @@ def autocorrelation_inflation(times: np.ndarray, values: np.ndarray) -> float:
     r = float(np.sum(a * b)) / denominator if denominator > 0 else 0.0
     r = min(max(r - 1.0 / math.sqrt(len(values)), 0.0), 0.8)
     return (1 + r) / (1 - r)
+
+
+MIN_PAIRS = 40
+"""Consecutive-minute pairs needed for a pooled autocorrelation (three 15-minute hosts)."""
+
+
+def pooled_inflation(hosts: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """Variance inflation (1 + phi) / (1 - phi) for the lag-1 autocorrelation phi of a metric,
+    estimated once from all its control hosts (``(minutes, values)`` each) instead of from one
+    short window: a 15-minute window gives r +- 0.25, and the plain estimate is biased low by
+    about (2 + 4 phi) / n after removing each host's line (Theil-Sen), which for phi = 0.5 and
+    n = 15 reads 0.24 - and minutes that look three times as informative as they are. Only
+    consecutive present minutes make pairs; the bias is undone by solving
+    r = phi - (2 + 4 phi) / n for phi (checked by simulation for n = 10..30, phi = 0..0.7);
+    phi is clipped to [0, 0.8]. None when fewer than :data:`MIN_PAIRS` pairs exist: the
+    bias correction divides by 1 - 4/n and so amplifies a chance r from two short hosts."""
+    products = squares = 0.0
+    pairs = points = 0
+    lengths = []
+    for times, values in hosts:
+        if len(values) < 6:
+            continue
+        slope, intercept = theil_sen(times, values)
+        residuals = values - (slope * times + intercept)
+        residuals = residuals - residuals.mean()
+        consecutive = np.diff(times) == 1
+        products += float(np.sum((residuals[:-1] * residuals[1:])[consecutive]))
+        squares += float(np.sum(residuals * residuals))
+        pairs += int(consecutive.sum())
+        points += len(values)
+        lengths.append(float(len(values)))
+    if pairs < MIN_PAIRS or squares <= 0:
+        return None
+    # Missing minutes leave fewer pairs than a full series has (n - 1 per host): scale up.
+    r = products / squares * (points - len(lengths)) / pairs
+    n = float(np.mean(lengths))
+    phi = (r + 2.0 / n) / (1.0 - 4.0 / n) if n > 6 else r
+    phi = min(max(phi, 0.0), 0.8)
+    return (1 + phi) / (1 - phi)
 
 
 def kendall_trend_p(times: np.ndarray, values: np.ndarray, inflation: float = 1.0) -> float:

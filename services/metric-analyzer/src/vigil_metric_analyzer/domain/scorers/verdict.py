@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 
 from vigil_common.verdicts import AnalysisResult, Finding, Verdict, ordered, summarize
 from vigil_metric_analyzer.domain.scorers.looks import Look
 
-ANALYZER = "sax-robust-v2"
+ANALYZER = "sax-robust-v3"
 """Versioned name stamped on every result; a new decision logic gets a new version."""
 ALL_HOSTS = "*"
 
@@ -25,12 +25,15 @@ def result_of(findings: Iterable[Finding]) -> AnalysisResult:
 COMPARISON_RULES = frozenset({"level-shift", "drift", "spread-increase"})
 
 
-def consistent(findings: list[Finding]) -> list[Finding]:
+def consistent(findings: list[Finding], confirmed: Collection[str] = frozenset()
+               ) -> list[Finding]:
     """Keeps comparison FAILs and INCONCLUSIVEs of a metric only when at least half of its
     compared test hosts deviate (FAIL or not yet clear): every test host runs the new version,
     so a regression of the version shows on most of them. A deviation on fewer hosts is a
     difference of those hosts, reported as PASS with rule ``host-outlier`` and the numbers. One
-    test host (a single canary) is its own majority. Fail-fast FAILs are never touched."""
+    test host (a single canary) is its own majority. Fail-fast FAILs are never touched, nor
+    are the findings of ``confirmed`` metrics, whose test group as a whole failed: there the
+    deviating hosts are the version's regression showing, not a difference of theirs."""
     compared: dict[str, int] = {}
     deviating: dict[str, int] = {}
     for f in findings:
@@ -41,8 +44,8 @@ def consistent(findings: list[Finding]) -> list[Finding]:
     out = []
     for f in findings:
         n, k = compared.get(f.subject, 0), deviating.get(f.subject, 0)
-        if f.verdict is not Verdict.PASS and (f.rule in COMPARISON_RULES or f.rule == "not-clear"
-                                              ) and 2 * k < n:
+        if (f.verdict is not Verdict.PASS and f.subject not in confirmed
+                and (f.rule in COMPARISON_RULES or f.rule == "not-clear") and 2 * k < n):
             f = replace(f, verdict=Verdict.PASS, rule="host-outlier",
                         reason=f"{f.reason}; but only {k} of {n} test hosts deviate: a "
                         "difference of this host, not of the new version")
