@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 from google.protobuf import message as pb_message
 
 from vigil.events.v1 import tasks_pb2, verification_pb2
 from vigil_common import outbox
+from vigil_common.groupcommit import GroupCommit
 from vigil_gateway.adapters.sessions import SessionWriter, close_instance_sessions
 
 PRODUCER = "delegate-gateway"
@@ -82,12 +84,26 @@ async def revoke_token(pool: asyncpg.Pool, account_id: str, token: str) -> bool:
         return bool(revoked)
 
 
+@dataclass(frozen=True)
+class _Report:
+    """A delegate report to store once (see ``GatewayStore.report``)."""
+
+    task_id: str
+    attempt: int
+    kind: str
+    topic: str
+    key: str
+    message: pb_message.Message
+    unless_decided: str
+
+
 class GatewayStore:
     def __init__(self, pool: asyncpg.Pool, version: str, gateway_id: str):
         self._pool = pool
         self._version = version
         self._gateway_id = gateway_id
         self._sessions = SessionWriter(pool, PRODUCER, version, gateway_id)
+        self._reports = GroupCommit(pool, self._store_report, name="gateway-reports")
 
     async def token_valid(self, account_id: str, token: str) -> bool:
         return bool(await self._pool.fetchval(
@@ -159,20 +175,27 @@ class GatewayStore:
         With ``unless_decided`` (a verification id; partial metrics batches): None, storing
         nothing, when that verification already has its metrics verdict (the metric
         analyzer's ``verdicts`` row), so the batch is not needed any more.
+
+        Reports of all streams are group-committed (vigil_common.groupcommit): durable when
+        this returns, one transaction per batch.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            if unless_decided and await conn.fetchval(
-                    "SELECT true FROM verdicts WHERE verification_id = $1 "
-                    "AND analysis = 'metrics'", unless_decided):
-                return None
-            new = await conn.fetchval(
-                "INSERT INTO task_reports (task_id, attempt, kind) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING RETURNING true", task_id, attempt, kind)
-            if new:
-                await outbox.add(conn, PRODUCER, topic, key, message,
-                                 event_id=f"{kind}/{task_id}/{attempt}")
-                await _keep_verification_data(conn, task_id, attempt, kind, message)
-            return bool(new)
+        return await self._reports.submit(
+            _Report(task_id, attempt, kind, topic, key, message, unless_decided))
+
+    @staticmethod
+    async def _store_report(conn: asyncpg.Connection, r: _Report) -> bool | None:
+        if r.unless_decided and await conn.fetchval(
+                "SELECT true FROM verdicts WHERE verification_id = $1 "
+                "AND analysis = 'metrics'", r.unless_decided):
+            return None
+        new = await conn.fetchval(
+            "INSERT INTO task_reports (task_id, attempt, kind) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true", r.task_id, r.attempt, r.kind)
+        if new:
+            await outbox.add(conn, PRODUCER, r.topic, r.key, r.message,
+                             event_id=f"{r.kind}/{r.task_id}/{r.attempt}")
+            await _keep_verification_data(conn, r.task_id, r.attempt, r.kind, r.message)
+        return bool(new)
 
     async def sweep_verification_data(self, retention_days: float,
                                       limit: int = SWEEP_BATCH) -> int:
