@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import time
 import uuid
@@ -186,3 +187,42 @@ def eventually() -> Callable[..., Awaitable[Any]]:
                 raise AssertionError(f"not within {timeout:g} s: {what}")
             await asyncio.sleep(0.02)
     return wait
+
+
+@pytest.fixture
+async def delegate_gateway(pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """The delegate-gateway's stream server (Vigil version v1, instance ``gw-test``) on a free
+    port, on the test database; yields its address."""
+    from vigil_gateway.adapters.grpc_stream import Connections, DelegateService, serve
+    from vigil_gateway.adapters.postgres import GatewayStore
+
+    service = DelegateService(GatewayStore(pool, "v1", "gw-test"), Connections(), "v1",
+                              "gw-test")
+    async with serve(0, service) as port:
+        yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def registered_delegate() -> Callable[..., Any]:
+    """``async with registered_delegate(address, account, token) as call``: a delegate's
+    Connect stream (version v1, name delegate-1), past its registration; cancelled after."""
+    import grpc
+
+    from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
+
+    @contextlib.asynccontextmanager
+    async def connect(address: str, account: str, token: str,
+                      capabilities: tuple[str, ...] = ("local-process", "shell")
+                      ) -> AsyncIterator[grpc.aio.StreamStreamCall]:
+        async with grpc.aio.insecure_channel(address) as channel:
+            call = delegate_pb2_grpc.DelegateServiceStub(channel).Connect(
+                metadata=(("vigil-version", "v1"),), timeout=DEADLINE_S)
+            await call.write(delegate_pb2.DelegateMessage(register=delegate_pb2.Register(
+                account_id=account, token=token, name="delegate-1", version="0.1.0",
+                capabilities=list(capabilities))))
+            assert (await call.read()).WhichOneof("kind") == "registered"
+            try:
+                yield call
+            finally:
+                call.cancel()
+    return connect

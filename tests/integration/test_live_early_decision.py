@@ -6,17 +6,12 @@ last passed run."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-import grpc
 import pytest
 
-from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
+from vigil.delegate.v1 import delegate_pb2
 from vigil.events.v1 import verification_pb2 as v
 from vigil_common import envelope
-from vigil_gateway.adapters.grpc_stream import Connections, DelegateService, serve
-from vigil_gateway.adapters.postgres import PRODUCER, GatewayStore, create_token
+from vigil_gateway.adapters.postgres import PRODUCER, create_token
 from vigil_metric_analyzer.handlers import Handlers as MetricHandlers
 
 VERSION = "v1"
@@ -136,28 +131,6 @@ def _whole(msg: v.MetricsCollected) -> v.MetricsCollected:
 
 # ---- through the gateway's delegate stream ---------------------------------------------------
 
-@pytest.fixture
-async def gateway(pool) -> AsyncIterator[str]:
-    service = DelegateService(GatewayStore(pool, VERSION, "gw-live"), Connections(), VERSION,
-                              "gw-live")
-    async with serve(0, service) as port:
-        yield f"127.0.0.1:{port}"
-
-
-@contextlib.asynccontextmanager
-async def _registered(address: str, account: str, token: str
-                      ) -> AsyncIterator[grpc.aio.StreamStreamCall]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = delegate_pb2_grpc.DelegateServiceStub(channel).Connect(
-            metadata=(("vigil-version", VERSION),), timeout=15.0)
-        await call.write(delegate_pb2.DelegateMessage(register=delegate_pb2.Register(
-            account_id=account, token=token, name="delegate-1", version="0.1.0",
-            capabilities=["local-process"])))
-        assert (await call.read()).WhichOneof("kind") == "registered"
-        try:
-            yield call
-        finally:
-            call.cancel()
 
 
 def _health(task_id: str, batch: v.MetricsCollected) -> delegate_pb2.DelegateMessage:
@@ -174,11 +147,11 @@ async def _metric_events(pool, verification_id: str) -> list[envelope.Envelope]:
 
 
 async def test_batches_are_published_once_each_and_a_decided_verification_stops_the_delegate(
-        pool, gateway, analyzer, unique):
+        pool, delegate_gateway, registered_delegate, analyzer, unique):
     ref = _ref(unique)
     token = await create_token(pool, ref.account_id)
     task_id = f"task-{unique}"
-    async with _registered(gateway, ref.account_id, token) as call:
+    async with registered_delegate(delegate_gateway, ref.account_id, token) as call:
         for first in (0, 1):
             await call.write(_health(task_id, _batch(ref, first, 1, 30.0)))
         await call.write(_health(task_id, _batch(ref, 0, 1, 30.0)))  # resent after a reconnect

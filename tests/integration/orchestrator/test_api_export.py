@@ -7,22 +7,19 @@ field; old data is swept."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from orchestrator_api import dispatched, refused, step_path, task_result, violations
 
 from vigil.api.v1 import api_pb2
-from vigil.delegate.v1 import delegate_pb2, delegate_pb2_grpc
+from vigil.delegate.v1 import delegate_pb2
 from vigil.events.v1 import verification_pb2 as v
 from vigil_cli.verify import replay
 from vigil_common import envelope
 from vigil_common.verdicts import Sensitivity
-from vigil_gateway.adapters.grpc_stream import Connections, DelegateService, serve
 from vigil_gateway.adapters.postgres import PRODUCER, GatewayStore, create_token
 from vigil_metric_analyzer.handlers import Handlers as MetricHandlers
 
@@ -56,28 +53,6 @@ stages:
 """
 
 
-@pytest.fixture
-async def gateway(pool) -> AsyncIterator[str]:
-    service = DelegateService(GatewayStore(pool, VERSION, "gw-export"), Connections(), VERSION,
-                              "gw-export")
-    async with serve(0, service) as port:
-        yield f"127.0.0.1:{port}"
-
-
-@contextlib.asynccontextmanager
-async def _delegate(address: str, account: str, token: str
-                    ) -> AsyncIterator[grpc.aio.StreamStreamCall]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = delegate_pb2_grpc.DelegateServiceStub(channel).Connect(
-            metadata=(("vigil-version", VERSION),), timeout=15.0)
-        await call.write(delegate_pb2.DelegateMessage(register=delegate_pb2.Register(
-            account_id=account, token=token, name="delegate-1", version="0.1.0",
-            capabilities=["local-process", "shell"])))
-        assert (await call.read()).WhichOneof("kind") == "registered"
-        try:
-            yield call
-        finally:
-            call.cancel()
 
 
 async def _start_verify(api, handlers, pool, auth, unique: str, sensitivity: str = "medium"
@@ -129,13 +104,21 @@ def _health(task_id: str, **data) -> delegate_pb2.DelegateMessage:  # noqa: ANN0
         task_id=task_id, attempt=1, **data))
 
 
-async def _collect(gateway: str, pool, ref: v.VerificationRef, template: v.MetricsCollected,
-                   slower: float) -> None:
+@pytest.fixture
+def collect(delegate_gateway, registered_delegate, pool):
+    """``await collect(ref, template, slower)``: see ``_collect``."""
+    async def run(ref: v.VerificationRef, template: v.MetricsCollected, slower: float) -> None:
+        await _collect(registered_delegate, delegate_gateway, pool, ref, template, slower)
+    return run
+
+
+async def _collect(registered_delegate, gateway: str, pool, ref: v.VerificationRef,  # noqa: ANN001
+                   template: v.MetricsCollected, slower: float) -> None:
     """The delegate's batches (the first resent after a 'reconnect', with different values
     that must not replace the stored ones) and its logs, then the analyzer consumes them."""
     token = await create_token(pool, ref.account_id)
     task_id = ref.verification_id
-    async with _delegate(gateway, ref.account_id, token) as call:
+    async with registered_delegate(gateway, ref.account_id, token) as call:
         await call.write(_health(task_id, metrics=_batch(template, 0, 5, slower)))
         await call.write(_health(task_id, metrics=_batch(template, 5, 5, slower)))
         await call.write(_health(task_id, metrics=_batch(template, 0, 5, slower, seed=99)))
@@ -164,9 +147,9 @@ def _export_request(ex_id: str, **kw) -> api_pb2.ExportVerificationRequest:  # n
 
 @pytest.mark.parametrize(("slower", "sensitivity"), [(1.6, "medium"), (1.0, "high")])
 async def test_an_exported_verification_replays_to_the_live_verdict(
-        api, handlers, pool, auth, gateway, unique, slower, sensitivity):
+        api, handlers, pool, auth, collect, unique, slower, sensitivity):
     ex_id, ref, template = await _start_verify(api, handlers, pool, auth, unique, sensitivity)
-    await _collect(gateway, pool, ref, template, slower)
+    await collect(ref, template, slower)
     live = await _live_verdict(pool, ref.verification_id)
     assert live == ("FAIL" if slower > 1 else "PASS")
 
@@ -199,9 +182,9 @@ async def test_an_exported_verification_replays_to_the_live_verdict(
 
 
 async def test_the_gateway_keeps_each_part_once_and_another_account_cannot_export_it(
-        api, handlers, pool, auth, key_for, account, other_account, gateway, unique):
+        api, handlers, pool, auth, key_for, account, other_account, collect, unique):
     ex_id, ref, template = await _start_verify(api, handlers, pool, auth, unique)
-    await _collect(gateway, pool, ref, template, 1.6)
+    await collect(ref, template, 1.6)
     rows = await pool.fetch("SELECT part, account_id, execution_id FROM verification_data "
                             "WHERE verification_id = $1 ORDER BY part", ref.verification_id)
     assert [(r["part"], r["account_id"], r["execution_id"]) for r in rows] == [
@@ -252,9 +235,9 @@ async def test_bad_ids_and_a_step_that_is_not_a_verify_step_are_invalid_argument
 
 
 async def test_the_retention_sweep_deletes_old_inputs_in_bounded_batches(
-        api, handlers, pool, auth, gateway, unique):
+        api, handlers, pool, auth, collect, unique):
     ex_id, ref, template = await _start_verify(api, handlers, pool, auth, unique)
-    await _collect(gateway, pool, ref, template, 1.0)
+    await collect(ref, template, 1.0)
     await pool.execute("UPDATE verification_data SET received_at = now() - interval '31 days' "
                        "WHERE verification_id = $1 AND part <> 'logs'", ref.verification_id)
     store = GatewayStore(pool, VERSION, "gw-sweep")
