@@ -1,4 +1,4 @@
-"""sax-robust-v3's statistics: pooled autocorrelation, standard errors, the group rules."""
+"""sax-robust-v4's statistics: pooled autocorrelation, standard errors, the group rules."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The metric judge ``sax-robust-v3``: a verification's metrics in, one explained verdict out.
+"""The metric judge ``sax-robust-v4``: a verification's metrics in, one explained verdict out.
 
 For every metric of the policy and every test host, in this order (the first that decides
 gives the finding's ``rule``):
@@ -92,7 +92,7 @@ def judge_metrics(control: GroupData, test: GroupData, policy: VerificationPolic
         look: Which look at a growing window this is; p-values must be under its alpha.
 
     Returns:
-        A ``sax-robust-v3`` result, one finding per metric and test host (and one per metric
+        A ``sax-robust-v4`` result, one finding per metric and test host (and one per metric
         for its test group), worst first.
     """
     return judge_sensitivities(control, test, policy, [policy.sensitivity], look)[

@@ -65,6 +65,9 @@ class Comparison:
             test's and the normal tail of ``shift_z``, so the change is clear against the
             minute noise and against host spread and trend error alike.
         sd_ratio: Test noise SD / control within-host noise SD.
+        spread_se: Standard error of ``log(sd_ratio)``: the sampling error of both robust SDs
+            (widened for autocorrelated minutes) and, against a control group, how far one
+            host's noise SD sits from another's without any change (:func:`_spread_se`).
         tail_change: Bad-side quantile change (p90 up, or p10 down), bad-signed.
         spread_p: One-sided p-value that the test is more spread (NaN when not computed).
         drift_end: Change at the end of the window along the test's trend, bad-signed.
@@ -96,6 +99,7 @@ class Comparison:
     trend_sd: float
     shift_p: float
     sd_ratio: float
+    spread_se: float
     tail_change: float
     spread_p: float
     drift_end: float
@@ -254,7 +258,9 @@ def measure(base: Baseline, test: np.ndarray, sign: float, aligned: bool,
         control_noise=base.noise, test_noise=test_noise, change=change, relative=0.0,
         deviation_sd=deviation, robust_sd=0.0, shift_se=shift_se, shift_z=_over(change, shift_se),
         within_se=math.sqrt(level_var), trend_sd=math.sqrt(trend_var), shift_p=math.nan,
-        sd_ratio=_ratio(test_noise, base.noise), tail_change=0.0, spread_p=math.nan,
+        sd_ratio=_ratio(test_noise, base.noise),
+        spread_se=_spread_se(base, len(t_values), inflation), tail_change=0.0,
+        spread_p=math.nan,
         drift_end=0.0, drift_slope=0.0, drift_se=0.0, drift_z=0.0, drift_line_se=0.0,
         drift_trend_sd=abs(base.trend_se * trend_end), drift_slope_se=0.0, drift_p=math.nan,
         control_count=int(sum(len(v) for _, v in hosts)), test_count=len(t_values),
@@ -334,6 +340,38 @@ def _with_tests(c: Comparison, sign: float, aligned: bool, diffs: np.ndarray,
                    shift_p=shift_p, tail_change=tail, spread_p=spread_p, drift_end=drift_end,
                    drift_slope=slope, drift_se=drift_se, drift_z=drift_z, drift_line_se=line_se,
                    drift_slope_se=slope_se, drift_p=drift_p)
+
+
+LOG_SD_VAR = 1.35
+"""n x variance of log(robust SD) for independent normal data: MAD-based SDs are ~37%
+efficient, so var(log SD) is about 1 / (2 x 0.37 x n)."""
+
+
+def log_sd_var(points: float, inflation: float) -> float:
+    """Sampling variance of the log of a robust SD from ``points`` minutes whose lag-1
+    autocorrelation phi gives the mean's ``inflation`` (1 + phi) / (1 - phi): the variance of
+    a variance estimate is inflated by (1 + phi^2) / (1 - phi^2) (Bartlett), less than a
+    mean's."""
+    phi = (inflation - 1.0) / (inflation + 1.0)
+    return LOG_SD_VAR * (1 + phi * phi) / (1 - phi * phi) / max(points, 1.0)
+
+
+def _spread_se(base: Baseline, test_points: int, inflation: float) -> float:
+    """Standard error of log(test noise SD / control noise SD) for one test host.
+
+    The test host's own sampling error, plus: against its own earlier window (one control
+    host), that window's sampling error; against a control group, the spread of the control
+    hosts' log noise SDs beyond their sampling error (hosts differ in noise as they differ in
+    level, and a test host is one more host) and the error of the control median."""
+    own = log_sd_var(test_points, inflation)
+    per_host = [len(v) for _, v in base.hosts]
+    noises = [n for n in base.host_noises if n > 0]
+    control = log_sd_var(float(np.mean(per_host)) if per_host else 1.0, inflation)
+    if len(noises) < 2:
+        return math.sqrt(own + control)
+    observed = float(np.var(np.log(noises), ddof=1))
+    hosts = max(observed - control, 0.0)
+    return math.sqrt(own + hosts + max(observed, control) / len(noises))
 
 
 def _ratio(test_noise: float, control_noise: float) -> float:

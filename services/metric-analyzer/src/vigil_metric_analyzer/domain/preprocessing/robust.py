@@ -88,6 +88,8 @@ def autocorrelation_inflation(times: np.ndarray, values: np.ndarray) -> float:
     return (1 + r) / (1 - r)
 
 
+SPIKE_SDS = 3.0
+"""Residuals beyond this many robust SDs are spikes: winsorized for the autocorrelation."""
 MIN_PAIRS = 40
 """Consecutive-minute pairs needed for a pooled autocorrelation (three 15-minute hosts)."""
 
@@ -100,8 +102,10 @@ def pooled_inflation(hosts: list[tuple[np.ndarray, np.ndarray]]) -> float | None
     n = 15 reads 0.24 - and minutes that look three times as informative as they are. Only
     consecutive present minutes make pairs; the bias is undone by solving
     r = phi - (2 + 4 phi) / n for phi (checked by simulation for n = 10..30, phi = 0..0.7);
-    phi is clipped to [0, 0.8]. None when fewer than :data:`MIN_PAIRS` pairs exist: the
-    bias correction divides by 1 - 4/n and so amplifies a chance r from two short hosts."""
+    phi is clipped to [0, 0.8]. Residuals are winsorized at :data:`SPIKE_SDS` robust SDs
+    first (a lone spike is one huge square and no product). None when fewer than
+    :data:`MIN_PAIRS` pairs exist: the bias correction divides by 1 - 4/n and so amplifies a
+    chance r from two short hosts."""
     products = squares = 0.0
     pairs = points = 0
     lengths = []
@@ -110,6 +114,11 @@ def pooled_inflation(hosts: list[tuple[np.ndarray, np.ndarray]]) -> float | None
             continue
         slope, intercept = theil_sen(times, values)
         residuals = values - (slope * times + intercept)
+        # Winsorized at SPIKE_SDs robust SDs: one 3x spike would otherwise dominate the sum
+        # of squares and read a strongly autocorrelated metric as independent minutes.
+        limit = SPIKE_SDS * scale(residuals)
+        if limit > 0:
+            residuals = np.clip(residuals, -limit, limit)
         residuals = residuals - residuals.mean()
         consecutive = np.diff(times) == 1
         products += float(np.sum((residuals[:-1] * residuals[1:])[consecutive]))
