@@ -109,3 +109,92 @@ def test_group_rules_split_alpha_over_metrics_and_rules():
     result = judge_metrics({LATENCY.name: control}, {LATENCY.name: test}, policy)
     [group] = [f for f in result.findings if f.host == "*"]
     assert group.test_summary["alpha"] == pytest.approx(0.01 / 3)
+
+
+# --- v4: minimum-effect test, Welch degrees of freedom, spike-robust autocorrelation -------
+
+def test_beyond_p_tests_against_the_practical_size_not_zero():
+    from vigil_metric_analyzer.domain.classifiers.host import beyond_p, lower_bound
+
+    assert beyond_p(5.0, 1.0, 5.0) == pytest.approx(0.5)  # exactly at the size: a coin flip
+    assert beyond_p(6.0, 1.0, 5.0) == pytest.approx(0.1587, abs=1e-3)
+    assert beyond_p(8.0, 1.0, 5.0) < 0.01 < beyond_p(7.0, 1.0, 5.0)
+    assert lower_bound(8.0, 1.0, 0.01) == pytest.approx(8.0 - 2.3263, abs=1e-3)
+
+
+def test_a_change_just_over_the_size_but_not_clearly_beyond_it_does_not_fail():
+    # +5.5% against one control host in ~1.6 ms noise: far from 0 (p tiny), over HIGH's 5%,
+    # but its 99% lower bound (~+3.5%) is under 5%: a true +4% could read like this.
+    base = [100, 102, 98, 101, 99, 103, 97, 100, 102, 98, 101, 99]
+    other = [101, 99, 100, 102, 98, 100, 101, 99, 103, 97, 100, 101]
+    policy = VerificationPolicy(Sensitivity.HIGH, {LATENCY.name: LATENCY}, mode=Mode.CANARY)
+    result = judge_metrics({LATENCY.name: {"a": base}},
+                           {LATENCY.name: {"c": [v + 5.5 for v in other]}}, policy)
+    f = result.findings[0]
+    assert f.verdict is not Verdict.FAIL, f.reason
+    assert (f.verdict, f.rule) == (Verdict.INCONCLUSIVE, "not-clear")
+    assert "not clearly beyond" in f.reason and f.test_summary["p_value"] < 0.01
+    # Clearly beyond: +9% in the same noise fails, and says how sure it is.
+    result = judge_metrics({LATENCY.name: {"a": base}},
+                           {LATENCY.name: {"c": [v + 9.0 for v in other]}}, policy)
+    assert result.verdict is Verdict.FAIL and "with 99% confidence" in result.findings[0].reason
+
+
+def test_spread_rule_needs_the_sd_ratio_clearly_beyond_the_limit():
+    from dataclasses import replace as dc_replace
+
+    from vigil_metric_analyzer.domain.classifiers.host import classify
+    from vigil_metric_analyzer.domain.sensitivity import limits
+
+    rng = np.random.default_rng(4)
+    c = measure(baseline([100 + rng.normal(0, 1, 15)], carry_trend=False),
+                100 + rng.normal(0, 1, 15), 1.0, True)
+    # Measured x3.3 at MEDIUM (limit 3), rank test clear, bad tail worse.
+    noisy = dc_replace(c, sd_ratio=3.3, spread_se=0.3, spread_p=1e-4, tail_change=5.0)
+    sharp = dc_replace(noisy, spread_se=0.02)
+    medium = Sensitivity.MEDIUM
+    assert classify(LATENCY, "c", noisy, medium, limits(medium), 0.01).verdict is Verdict.PASS
+    decided = classify(LATENCY, "c", sharp, medium, limits(medium), 0.01)
+    assert (decided.verdict, decided.rule) == (Verdict.FAIL, "spread-increase")
+
+
+def test_spread_se_grows_with_autocorrelation_and_host_heterogeneity():
+    from vigil_metric_analyzer.domain.detectors.comparison import log_sd_var
+
+    assert log_sd_var(15, 3.0) > log_sd_var(15, 1.0) == pytest.approx(1.35 / 15)
+    rng = np.random.default_rng(8)
+    alike = [100 + rng.normal(0, 1, 15) for _ in range(5)]
+    unlike = [100 + rng.normal(0, s, 15) for s in (0.5, 1, 2, 4, 8)]
+    test = 100 + rng.normal(0, 1, 15)
+    assert (measure(baseline(unlike, carry_trend=False), test, 1.0, True).spread_se
+            > measure(baseline(alike, carry_trend=False), test, 1.0, True).spread_se)
+
+
+def test_group_t_uses_welch_satterthwaite_degrees_of_freedom():
+    from vigil_metric_analyzer.domain.detectors.group import _t_mean
+
+    values = np.array([1.0, 2.0, 3.0, 2.0, 2.5])
+    own = float(np.var(values, ddof=1)) / 5
+    # Shared error as large as the hosts' own, from 5 control hosts: about 8 df, not 4.
+    _, _, df = _t_mean(values, [0.0] * 5, own, shared_df=4)
+    assert df == pytest.approx(8.0, rel=0.01)
+    _, _, paired_df = _t_mean(values, [0.0] * 5, 0.0)
+    assert paired_df == 4.0
+
+
+def test_pooled_inflation_is_not_fooled_by_spikes():
+    # AR(0.5) minutes (inflation 3) with one 4x spike (~60 SDs) on every host: unclipped, the
+    # spikes' squares swamp the lag-1 products and read ~1.2 (nearly independent minutes, as
+    # v3 did); winsorized at 3 robust SDs ~1.7 - still low (a clipped spike still breaks two
+    # products), but the minutes are no longer taken as nearly independent.
+    rng = np.random.default_rng(6)
+    times = np.arange(15, dtype=float)
+    estimates = []
+    for _ in range(100):
+        hosts = []
+        for _ in range(10):
+            v = 50 * (1 + 0.05 * _ar1(rng, 15, 0.5))
+            v[int(rng.integers(0, 15))] *= 4
+            hosts.append((times, v))
+        estimates.append(robust.pooled_inflation(hosts))
+    assert 1.5 < np.median(estimates) < 3.3
