@@ -113,6 +113,7 @@ def test_failing_finding_explains_itself_with_summaries_deviation_and_rule():
     assert f.test_summary["deviation_sd"] >= 3 and f.test_summary["change_pct"] > 50
     assert f.test_summary["change_sds"] >= 3 and f.test_summary["change_se"] > 0
     assert f.test_summary["p_value"] < ALPHA
+    assert 10 <= f.test_summary["change_lower_pct"] < f.test_summary["change_pct"]
 
 
 def test_inconclusive_says_how_many_more_minutes_would_decide():

@@ -39,7 +39,7 @@ import numpy as np
 
 from vigil_common.verdicts import AnalysisResult, Finding, Sensitivity, Verdict
 from vigil_metric_analyzer.domain.classifiers.group import classify_group
-from vigil_metric_analyzer.domain.classifiers.host import classify
+from vigil_metric_analyzer.domain.classifiers.host import classify, lower_bound
 from vigil_metric_analyzer.domain.detectors import thresholds
 from vigil_metric_analyzer.domain.detectors.comparison import (
     Baseline,
@@ -261,6 +261,12 @@ def _finding(case: _Case, sensitivity: Sensitivity, look: Look) -> Finding:
             "change_se": c.shift_se, "change_sds": c.shift_z, "drift_sds": c.drift_z,
             "p_value": c.shift_p, "sd_ratio": c.sd_ratio, "drift_end": sign * c.drift_end,
             "drift_p": c.drift_p, "spread_p": c.spread_p, "alpha": look.alpha}
+    if c.shift_se > 0 and c.change > 0:
+        # The minimum-effect test's bound: how large the change at least is (1 - alpha).
+        lower = lower_bound(c.change, c.shift_se, look.alpha)
+        test["change_lower"] = sign * lower
+        relative = c.relative_of(lower)
+        test["change_lower_pct"] = 100 * sign * relative if math.isfinite(relative) else math.nan
     if decision.more_minutes is not None:
         test["more_minutes_needed"] = decision.more_minutes
     return Finding(subject=case.metric.name, host=case.host, verdict=decision.verdict,
