@@ -15,6 +15,10 @@ Rules, in order; the first that fails decides (its name is the finding's ``rule`
    ratio alone, so the tail is not held to the level shift's relative size. Not for error
    rates, whose minute-to-minute spread follows the traffic, not the version.
 
+Since v4 every rule also needs the change *clearly beyond* the practical size (the
+minimum-effect test, :func:`beyond_p`): its one-sided 1 - alpha lower bound must reach the
+size, so a change truly at or under the size fails with probability at most alpha.
+
 A level shift large enough but not yet clear gives INCONCLUSIVE, saying how many more minutes
 would decide it; anything else PASSes with the numbers. Every gate looks at the bad direction
 only, so an improvement never fails.

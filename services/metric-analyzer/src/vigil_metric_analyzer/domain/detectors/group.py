@@ -10,7 +10,8 @@ combines the per-host :class:`~.comparison.Comparison` s of one metric (at least
 p-value:
 
 - level shift and drift: the mean over test hosts of their bad-signed change (or change at the
-  window's end), one-sample t with ``m - 1`` degrees of freedom. The standard error is the
+  window's end), t with Welch-Satterthwaite degrees of freedom (``m - 1`` when paired).
+  The standard error is the
   spread of the hosts' changes over ``sqrt(m)`` - which holds the minute noise and the hosts'
   own differences - but never less than the minute noise alone allows, plus what every test
   host shares: the control group's level error (its between-host SD over ``sqrt(k)``, unless
