@@ -31,3 +31,44 @@ def test_replay_at_one_sensitivity_and_a_bad_field_is_named(capsys, tmp_path):
     bad.write_text(json.dumps(doc))
     assert cli.main(["verify", "replay", str(bad)]) == 2
     assert "metrics[0].kind" in capsys.readouterr().err
+
+
+def _floor_doc(floor):
+    """A canary whose latency is +12% of 10 ms on every canary, very clear in the minutes:
+    large in percent at high and medium, but 1.2 ms - under a 2/5/10 ms absolute floor."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    control = {f"p{k}": list(10.0 + rng.normal(0, 0.05, 15)) for k in range(5)}
+    test = {f"c{k}": list(11.2 + rng.normal(0, 0.05, 15)) for k in range(5)}
+    metric = {"name": "latency_ms", "kind": "latency", "unit": "ms",
+              "control": control, "test": test}
+    if floor is not None:
+        metric["absolute_floor"] = floor
+    return {"id": "floor", "mode": "canary", "metrics": [metric]}
+
+
+def test_replay_honours_the_exported_absolute_floor():
+    from vigil_metric_analyzer.domain.replay import replay_metrics
+
+    without = replay_metrics(_floor_doc(None))
+    assert without["verdict"]["high"] == "FAIL"
+    assert without["verdict"]["medium"] == "FAIL"
+    floored = replay_metrics(_floor_doc({"high": 2.0, "medium": 5.0, "low": 10.0}))
+    assert floored["verdict"] == {"high": "PASS", "medium": "PASS", "low": "PASS"}
+    # The reason names the floor it was held to.
+    reasons = [f["reason"] for f in floored["explanations"]["high"] if f["host"] == "c0"]
+    assert "2 ms" in reasons[0]
+    # One number is the floor at every sensitivity.
+    assert replay_metrics(_floor_doc(2.0))["verdict"]["high"] == "PASS"
+
+
+def test_replay_names_a_malformed_absolute_floor():
+    import pytest
+
+    from vigil_metric_analyzer.domain.replay import ReplayError, replay_metrics
+
+    with pytest.raises(ReplayError, match=r"metrics\[0\]\.absolute_floor\.high"):
+        replay_metrics(_floor_doc({"high": "2 ms"}))
+    with pytest.raises(ReplayError, match=r"metrics\[0\]\.absolute_floor"):
+        replay_metrics(_floor_doc([2.0]))

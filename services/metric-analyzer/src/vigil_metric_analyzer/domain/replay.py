@@ -15,10 +15,12 @@ from typing import Any
 from vigil_common.verdicts import Sensitivity
 from vigil_metric_analyzer.domain.judge import judge_sensitivities
 from vigil_metric_analyzer.domain.policy import (
+    NO_FLOOR,
     Direction,
     MetricKind,
     MetricPolicy,
     Mode,
+    PerSensitivity,
     VerificationPolicy,
 )
 from vigil_metric_analyzer.domain.scorers.verdict import ANALYZER, regressions
@@ -100,7 +102,30 @@ def _metric(m: Mapping[str, Any], where: str) -> MetricPolicy:
         kind=kind, unit=str(unit), critical=bool(m.get("critical", False)),
         fail_fast_above=_number(thresholds.get("fail_fast_above"), f"{where}.thresholds"),
         fail_fast_minutes=thresholds.get("fail_fast_minutes"),
-        ignore_below=_number(thresholds.get("ignore_below"), f"{where}.thresholds"))
+        ignore_below=_number(thresholds.get("ignore_below"), f"{where}.thresholds"),
+        absolute_floor=_floor(m.get("absolute_floor"), f"{where}.absolute_floor"))
+
+
+def _floor(value: Any, where: str) -> PerSensitivity:
+    """A metric's ``absolute_floor``: ``{high, medium, low}`` in the metric's unit (as
+    ``vigil verify export`` writes it; a missing sensitivity has no floor), or one number for
+    all three; absent: no floor."""
+    if value is None:
+        return NO_FLOOR
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return PerSensitivity(high=float(value), medium=float(value), low=float(value))
+    if not isinstance(value, Mapping):
+        raise ReplayError(f"{where}: must be a number or {{high, medium, low}}, got {value!r}")
+    unknown = set(value) - {"high", "medium", "low"}
+    if unknown:
+        raise ReplayError(f"{where}: unknown sensitivity {sorted(unknown)[0]!r}")
+    floors = {}
+    for key in ("high", "medium", "low"):
+        number = value.get(key, 0.0)
+        if not isinstance(number, int | float) or isinstance(number, bool) or number < 0:
+            raise ReplayError(f"{where}.{key}: must be a number >= 0, got {number!r}")
+        floors[key] = float(number)
+    return PerSensitivity(**floors)
 
 
 def _number(value: Any, where: str) -> float | None:
