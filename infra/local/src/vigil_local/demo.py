@@ -138,7 +138,8 @@ def _print_verdict(msg: verification_pb2.VerificationCompleted, out: TextIO, t: 
     for f in msg.findings:
         if f.verdict != verification_pb2.VERDICT_KIND_PASS:
             fv = verification_pb2.VerdictKind.Name(f.verdict).removeprefix("VERDICT_KIND_")
-            print(f"              - {fv} {f.subject} on {f.host}: {f.reason}", file=out)
+            where = "" if f.reason.startswith(f.subject) else f"{f.subject} on {f.host}: "
+            print(f"              - {fv} {where}{f.reason}", file=out)
     out.flush()
 
 
