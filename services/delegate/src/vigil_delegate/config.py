@@ -59,12 +59,21 @@ class Settings:
         if batch < 1:
             raise ConfigError(f"DELEGATE_METRICS_BATCH_INTERVALS={batch}: must be 1 or more")
         ca = environ.get("DELEGATE_TLS_CA", "")
+        # DELEGATE_KUBERNETES_CLUSTERS, default empty: names of the clusters this delegate
+        # reaches (as pipelines name them in `infrastructure.cluster`); each is announced as
+        # the selector k8s-cluster=<name>, and the kubernetes capability comes with them.
+        clusters = _list(environ, "DELEGATE_KUBERNETES_CLUSTERS", "")
+        capabilities = _list(environ, "DELEGATE_CAPABILITIES", "local-process,shell")
+        if clusters and "kubernetes" not in capabilities:
+            capabilities = (*capabilities, "kubernetes")
+        selectors = _list(environ, "DELEGATE_SELECTORS", "")
+        selectors = (*selectors, *(f"k8s-cluster={c}" for c in clusters
+                                   if f"k8s-cluster={c}" not in selectors))
         return cls(
             gateways=gateways, account_id=account, token=token,
             name=get_str(environ, "DELEGATE_NAME", "delegate-1"),
             version=get_str(environ, "VIGIL_VERSION", "v1"),
-            capabilities=_list(environ, "DELEGATE_CAPABILITIES", "local-process,shell"),
-            selectors=_list(environ, "DELEGATE_SELECTORS", ""),
+            capabilities=capabilities, selectors=selectors,
             workdir=Path(get_str(environ, "DELEGATE_WORKDIR", "var/delegate")).resolve(),
             max_tasks=max_tasks,
             heartbeat_seconds=get_float(environ, "DELEGATE_HEARTBEAT_SECONDS", 10.0),

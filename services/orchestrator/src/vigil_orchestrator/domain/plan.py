@@ -45,6 +45,10 @@ class PlannedStep:
 
     @property
     def capability(self) -> str:
+        """The delegate capability its task needs: the step type's, except that a verify
+        step reading Prometheus needs a delegate that reaches Prometheus."""
+        if self.type is StepType.VERIFY and "prometheus" in self.params:
+            return "prometheus"
         return self.type.capability
 
 
@@ -84,17 +88,37 @@ def plan(spec: PipelineSpec, inputs: dict[str, str], execution_id: str,
                          or DEFAULT_FAILURE)
             base = f"stages[{si}].workflow.phases[{pi}]"
             for ti, step in enumerate(phase.steps):
-                steps.append(_planned(step, f"{base}.steps[{ti}]", si, stage.name, pi,
-                                      phase.name, inherited, values, step_names, problems))
+                steps.append(_planned(_on_cluster(step, spec.infrastructure),
+                                      f"{base}.steps[{ti}]", si, stage.name, pi, phase.name,
+                                      inherited, values, step_names, problems))
             for ti, step in enumerate(phase.rollback_steps):
                 rollbacks.append(replace(_planned(
-                    step, f"{base}.rollback_steps[{ti}]", si, stage.name, pi, phase.name,
-                    FailurePolicy(Action.ABORT), values, step_names, problems), rollback=True))
+                    _on_cluster(step, spec.infrastructure), f"{base}.rollback_steps[{ti}]", si,
+                    stage.name, pi, phase.name, FailurePolicy(Action.ABORT), values,
+                    step_names, problems), rollback=True))
     if problems:
         raise PipelineInvalid(problems)
     deps = spec.stage_dependencies()
     return Plan(tuple(StagePlan(s.name, deps[s.name]) for s in spec.stages), tuple(steps),
                 tuple(rollbacks))
+
+
+CLUSTER_SELECTOR = "k8s-cluster="  # what a delegate announces per cluster it reaches
+
+
+def _on_cluster(step: StepSpec, infrastructure: dict[str, str]) -> StepSpec:
+    """A Kubernetes step of a pipeline whose infrastructure names a cluster goes only to a
+    delegate that reaches that cluster: it requires the selector ``k8s-cluster=<cluster>``
+    (delegates announce it from DELEGATE_KUBERNETES_CLUSTERS)."""
+    cluster = infrastructure.get("cluster", "")
+    if not (step.type.capability == "kubernetes" and infrastructure.get("kind") == "kubernetes"
+            and cluster):
+        return step
+    choice = dict(step.params.get("delegate") or {})
+    wanted = f"{CLUSTER_SELECTOR}{cluster}"
+    if wanted not in (choice.get("selectors") or []):
+        choice["selectors"] = [*(choice.get("selectors") or []), wanted]
+    return replace(step, params={**step.params, "delegate": choice})
 
 
 def _planned(step: StepSpec, path: str, si: int, stage: str, pi: int, phase: str,
