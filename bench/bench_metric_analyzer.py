@@ -1,4 +1,4 @@
-"""Metric analyzer benchmark: sax-robust-v4 against a Kayenta-style judge on generated data.
+"""Metric analyzer benchmark: sax-robust-v5 against a Kayenta-style judge on generated data.
 
 Scenarios (fixed seed): verifications of 20 metrics x 10 nodes (canary: 5 primaries + 5 canaries
 over the same 15 minutes; rolling: the same 10 hosts 15 minutes before and after the deploy),

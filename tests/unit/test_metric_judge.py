@@ -1,4 +1,4 @@
-"""The sax-robust-v4 metric judge: literal series in, verdicts, rules and reasons out."""
+"""The sax-robust-v5 metric judge: literal series in, verdicts, rules and reasons out."""
 
 from dataclasses import replace
 
@@ -100,7 +100,7 @@ def test_comparison_table(metric, control, test, sensitivity, verdict, rule):
     result = _judge(metric, control, test, sensitivity)
     finding = result.findings[0]
     assert (finding.verdict, finding.rule) == (verdict, rule), finding.reason
-    assert result.analyzer == ANALYZER == "sax-robust-v4"
+    assert result.analyzer == ANALYZER == "sax-robust-v5"
 
 
 def test_failing_finding_explains_itself_with_summaries_deviation_and_rule():

@@ -1,4 +1,4 @@
-"""sax-robust-v4's statistics: pooled autocorrelation, standard errors, the group rules."""
+"""sax-robust-v5's statistics: pooled autocorrelation, standard errors, the group rules."""
 
 import numpy as np
 import pytest
@@ -198,3 +198,121 @@ def test_pooled_inflation_is_not_fooled_by_spikes():
             hosts.append((times, v))
         estimates.append(robust.pooled_inflation(hosts))
     assert 1.5 < np.median(estimates) < 3.3
+
+
+# --- v5: group minimum-effect test in before/after modes, moderated between-host spread ----
+
+
+def _group(change, change_se, df=9.0):
+    from vigil_metric_analyzer.domain.detectors.group import GroupComparison
+
+    return GroupComparison(
+        hosts=10, control_hosts=10, paired=True, control_level=100.0, change=change,
+        change_se=change_se, change_df=df, drift_end=0.0, drift_se=1.0, drift_df=df,
+        slope=0.0, slope_se=1.0, slope_df=df, log_ratio=0.0, spread_se=0.1, spread_df=df,
+        tail_change=0.0, deviating=10)
+
+
+def test_group_minimum_effect_test_needs_the_bound_beyond_the_size():
+    from vigil_metric_analyzer.domain.classifiers.group import classify_group
+    from vigil_metric_analyzer.domain.sensitivity import limits
+
+    high = Sensitivity.HIGH
+    # +6% on every host, SE 0.5%: far from zero (t = 12), over HIGH's 5%, but its 99% lower
+    # bound (6 - 2.82 x 0.5 = 4.6%) is not beyond 5%: a between-window change of +4% reads so.
+    g = _group(6.0, 0.5)
+    against_zero = classify_group(LATENCY, g, high, limits(high), 0.01 / 3)
+    assert (against_zero.verdict, against_zero.rule) == (Verdict.FAIL, "group-shift")
+    beyond = classify_group(LATENCY, g, high, limits(high), 0.01 / 3, size_alpha=0.01)
+    assert beyond.verdict is Verdict.PASS
+    clear = classify_group(LATENCY, _group(8.0, 0.5), high, limits(high), 0.01 / 3,
+                           size_alpha=0.01)
+    assert clear.verdict is Verdict.FAIL and "with 99% confidence" in clear.reason
+
+
+@pytest.mark.parametrize("mode, applied", [(Mode.CANARY, False), (Mode.ROLLING, True),
+                                           (Mode.BLUE_GREEN, True), (Mode.LOAD_TEST, True)])
+def test_group_minimum_effect_test_only_in_before_after_modes(mode, applied):
+    from vigil_metric_analyzer.domain.judge import _group_size_alpha
+
+    policy = VerificationPolicy(Sensitivity.HIGH, {LATENCY.name: LATENCY}, mode=mode)
+    assert (_group_size_alpha(policy, 0.01) == 0.01) is applied
+    assert applied or _group_size_alpha(policy, 0.01) is None
+
+
+def test_rolling_time_change_under_the_size_does_not_fail_the_group():
+    # Ten hosts, every one +6% (+-1.5%) in the post window: between windows traffic moved;
+    # clearly not zero, but not clearly beyond HIGH's 5% either.
+    rng = np.random.default_rng(7)
+    before, after = {}, {}
+    for k in range(10):
+        level = 300 * (1 + rng.normal(0, 0.04))
+        before[f"n{k}"] = list(level * (1 + 0.02 * rng.normal(size=15)))
+        after[f"n{k}"] = list(level * (1.06 + rng.normal(0, 0.015))
+                              * (1 + 0.02 * rng.normal(size=15)))
+    policy = VerificationPolicy(Sensitivity.HIGH, {LATENCY.name: LATENCY}, mode=Mode.ROLLING)
+    result = judge_metrics({LATENCY.name: before}, {LATENCY.name: after}, policy)
+    [group] = [f for f in result.findings if f.host == "*"]
+    assert group.verdict is Verdict.PASS, group.reason
+    assert group.test_summary["p_value"] < group.test_summary["alpha"]  # clear vs zero
+
+
+def test_prior_of_variances_from_one_spread_is_that_spread():
+    from vigil_metric_analyzer.domain.detectors.between import prior
+
+    rng = np.random.default_rng(3)
+    variances = 0.04**2 * rng.chisquare(4, 400) / 4
+    s0, d0 = prior(list(variances), [4.0] * 400)
+    assert np.sqrt(s0) == pytest.approx(0.04, rel=0.1)
+    assert d0 > 50  # no spread beyond chi-square sampling
+    # Truly different spreads: a finite prior df.
+    mixed = np.concatenate([variances[:200], 16 * variances[200:]])
+    assert prior(list(mixed), [4.0] * 400)[1] < 10
+    assert prior([0.01, 0.02], [4.0, 4.0]) is None  # too few to estimate
+
+
+def _memory(levels, minutes=15, noise=0.005, seed=0):
+    rng = np.random.default_rng(seed)
+    return {f"p{k}": list(lv * (1 + noise * rng.normal(size=minutes)))
+            for k, lv in enumerate(levels)}
+
+
+def test_tight_primaries_are_moderated_toward_the_verifications_host_spread():
+    from vigil_metric_analyzer.domain.detectors.between import moderate
+
+    rng = np.random.default_rng(1)
+    spread = [baseline([np.array(v) for v in _memory(
+        1000 * (1 + rng.normal(0, 0.04, 5)), seed=s).values()], carry_trend=False)
+        for s in range(5)]
+    tight = baseline([np.array(v) for v in _memory(
+        [1000, 1020, 980, 1010, 990]).values()], carry_trend=False)
+    kinds = [MetricKind.MEMORY] * 6
+    moderated = moderate([tight, *spread], kinds)
+    assert tight.between_raw / 1000 < 0.02
+    assert moderated[0].between_raw > 1.3 * tight.between_raw  # toward the others
+    assert moderated[0].between > tight.between
+    # Alone (or with too few others) it keeps its own estimate.
+    assert moderate([tight, *spread[:1]], kinds[:2])[0].between_raw == tight.between_raw
+
+
+def test_a_canary_on_an_ordinary_host_does_not_fail_against_accidentally_tight_primaries():
+    memory = MetricPolicy("memory_mb", Direction.HIGHER_IS_WORSE, MetricKind.MEMORY, "MB")
+    tight = _memory([1000, 1010, 990, 1005, 995])
+    canaries = _memory([1090, 1085, 1095, 1000, 1005], seed=9)  # three hosts +9%
+    rng = np.random.default_rng(2)
+    control, test = {memory.name: tight}, {memory.name: canaries}
+    metrics = {memory.name: memory}
+    for m in range(5):  # other metrics of the verification: hosts ~4% apart
+        other = MetricPolicy(f"memory_{m}", Direction.HIGHER_IS_WORSE, MetricKind.MEMORY, "MB")
+        metrics[other.name] = other
+        control[other.name] = _memory(500 * (1 + rng.normal(0, 0.04, 5)), seed=20 + m)
+        test[other.name] = _memory(500 * (1 + rng.normal(0, 0.04, 5)), seed=40 + m)
+    alone = judge_metrics({memory.name: tight}, {memory.name: canaries},
+                          VerificationPolicy(Sensitivity.HIGH, {memory.name: memory},
+                                             mode=Mode.CANARY))
+    pooled = judge_metrics(control, test,
+                           VerificationPolicy(Sensitivity.HIGH, metrics, mode=Mode.CANARY))
+    assert any(f.verdict is Verdict.FAIL
+               for f in alone.findings if f.subject == memory.name)
+    assert not any(f.verdict is Verdict.FAIL for f in pooled.findings
+                   if f.subject == memory.name)

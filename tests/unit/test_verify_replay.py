@@ -18,7 +18,7 @@ def test_replay_of_the_documented_example_fails_the_slower_canary_at_high_and_me
     assert out["metrics"]["medium"] == {"p95_latency_ms": "regression",
                                      "error_rate": "no-regression",
                                      "requests_per_minute": "no-regression"}
-    assert out["explanations"]["metrics"]["analyzer"] == "sax-robust-v4"
+    assert out["explanations"]["metrics"]["analyzer"] == "sax-robust-v5"
     assert set(out["logs"]) == {"line_clusters", "cluster_labels"}
 
 

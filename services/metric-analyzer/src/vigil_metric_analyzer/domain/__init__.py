@@ -1,4 +1,4 @@
-"""Metric analysis domain (``sax-robust-v4``): policies, sensitivity, judge; no I/O.
+"""Metric analysis domain (``sax-robust-v5``): policies, sensitivity, judge; no I/O.
 
 Laid out like kayenta-judge: ``preprocessing/`` (arrays, robust statistics, SAX),
 ``detectors/`` (thresholds, the comparison of a test host with its control), ``classifiers/``

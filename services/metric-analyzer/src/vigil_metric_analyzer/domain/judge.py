@@ -1,4 +1,4 @@
-"""The metric judge ``sax-robust-v4``: a verification's metrics in, one explained verdict out.
+"""The metric judge ``sax-robust-v5``: a verification's metrics in, one explained verdict out.
 
 For every metric of the policy and every test host, in this order (the first that decides
 gives the finding's ``rule``):
@@ -40,7 +40,7 @@ import numpy as np
 from vigil_common.verdicts import AnalysisResult, Finding, Sensitivity, Verdict
 from vigil_metric_analyzer.domain.classifiers.group import classify_group
 from vigil_metric_analyzer.domain.classifiers.host import classify, lower_bound
-from vigil_metric_analyzer.domain.detectors import thresholds
+from vigil_metric_analyzer.domain.detectors import between, thresholds
 from vigil_metric_analyzer.domain.detectors.comparison import (
     Baseline,
     Comparison,
@@ -48,7 +48,7 @@ from vigil_metric_analyzer.domain.detectors.comparison import (
     measure,
 )
 from vigil_metric_analyzer.domain.detectors.group import GroupComparison, measure_group
-from vigil_metric_analyzer.domain.policy import MetricPolicy, Mode, VerificationPolicy
+from vigil_metric_analyzer.domain.policy import MetricKind, MetricPolicy, Mode, VerificationPolicy
 from vigil_metric_analyzer.domain.preprocessing import series
 from vigil_metric_analyzer.domain.preprocessing.series import Series
 from vigil_metric_analyzer.domain.scorers.looks import FINAL, Look
@@ -92,7 +92,7 @@ def judge_metrics(control: GroupData, test: GroupData, policy: VerificationPolic
         look: Which look at a growing window this is; p-values must be under its alpha.
 
     Returns:
-        A ``sax-robust-v4`` result, one finding per metric and test host (and one per metric
+        A ``sax-robust-v5`` result, one finding per metric and test host (and one per metric
         for its test group), worst first.
     """
     return judge_sensitivities(control, test, policy, [policy.sensitivity], look)[
@@ -111,7 +111,8 @@ def judge_sensitivities(control: GroupData, test: GroupData, policy: Verificatio
         # verification's false-fail chance from the group rules under alpha however many
         # metrics it has.
         alpha = look.alpha / max(3 * len(groups), 1)
-        group_findings = [_group_finding(g, s, alpha) for g in groups]
+        size_alpha = _group_size_alpha(policy, look.alpha)
+        group_findings = [_group_finding(g, s, alpha, size_alpha) for g in groups]
         confirmed = {f.subject for f in group_findings if f.verdict is Verdict.FAIL}
         hosts = consistent([_finding(case, s, look) for case in cases], confirmed)
         out[s] = result_of(extra + hosts + group_findings)
@@ -160,6 +161,7 @@ def _measure_all(control: GroupData, test: GroupData, policy: VerificationPolicy
     cases: list[_Case] = []
     groups: list[_Group] = []
     extra: list[Finding] = []
+    prepared = []
     for name, metric in policy.metrics.items():
         tests = {h: series.drop_warmup(series.as_array(test.get(name, {}).get(h, ())), warmup)
                  for h in test_hosts}
@@ -174,6 +176,14 @@ def _measure_all(control: GroupData, test: GroupData, policy: VerificationPolicy
                   if len(series.present(v)) >= metric.min_points}
         group = (baseline(list(usable.values()), carry_trend=_carries_trend(policy))
                  if usable else None)
+        prepared.append((metric, tests, usable, group))
+    # v5: each metric's between-host spread moderated toward the spread pooled over the
+    # verification's metrics (empirical Bayes, :mod:`.detectors.between`): relative to the
+    # level, error rates in a pool of their own.
+    bases = between.moderate([p[3] for p in prepared],
+                             [p[0].kind is MetricKind.ERROR_RATE for p in prepared])
+    prepared = [(m, t, u, b) for (m, t, u, _), b in zip(prepared, bases, strict=True)]
+    for metric, tests, usable, group in prepared:
         mine = [_case(metric, policy, host, values, usable, group)
                 for host, values in tests.items()]
         cases.extend(mine)
@@ -274,9 +284,24 @@ def _finding(case: _Case, sensitivity: Sensitivity, look: Look) -> Finding:
                    test_summary=_clean(test), rule=decision.rule)
 
 
-def _group_finding(group: _Group, sensitivity: Sensitivity, alpha: float) -> Finding:
+def _group_size_alpha(policy: VerificationPolicy, look_alpha: float) -> float | None:
+    """The level of the group rules' minimum-effect test (v5), only in before/after modes.
+
+    There the test group is compared with an earlier window (or run): the comparison is
+    confounded with time, and traffic, data and neighbours change between the windows by a few
+    percent with no deployment at all. "Clearly different from zero" is then no evidence of a
+    regression; only "clearly beyond the practical size" is, so the group change's lower
+    bound must reach it (at the look's alpha: a further condition on top of the split test
+    against zero, so it can only remove FAILs). In canary mode control and test run in the same
+    minutes, nothing but the version and the hosts differs, and the group rules keep testing
+    against zero (the practical size is still required of the estimate)."""
+    return None if policy.mode.time_aligned else look_alpha
+
+
+def _group_finding(group: _Group, sensitivity: Sensitivity, alpha: float,
+                   size_alpha: float | None = None) -> Finding:
     g, metric = group.comparison, group.metric
-    decision = classify_group(metric, g, sensitivity, limits(sensitivity), alpha)
+    decision = classify_group(metric, g, sensitivity, limits(sensitivity), alpha, size_alpha)
     sign = metric.direction.sign
     relative = g.relative_of(g.change)
     test = {"hosts": g.hosts, "deviating_hosts": g.deviating, "change": sign * g.change,

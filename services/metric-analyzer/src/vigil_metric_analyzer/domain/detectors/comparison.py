@@ -144,9 +144,12 @@ class Baseline:
         envelope: Minute-by-minute median over the control hosts (NaN where none has data).
         noise: Median over control hosts of their per-minute noise SD.
         between: SD between control host levels, widened for predicting one more host from
-            few (:func:`_prediction_factor`): with 2 or 5 control hosts the plain estimate is
+            few (:func:`prediction_factor`): with 2 or 5 control hosts the plain estimate is
             often far too small, and a canary host that merely sits on slower hardware would
             then look like a regression.
+            v5: the judge replaces it (and ``between_raw``) with the SD moderated toward the
+            verification's other metrics (:mod:`.between`).
+        level: Median of the control hosts' medians (the scale of the relative spread).
         between_raw: The plain SD between control host levels (0 with one host): how far the
             control group's level may sit from the population's, for group comparisons.
         trend: Control slope per minute carried to the test window (0 when not clear).
@@ -168,6 +171,7 @@ class Baseline:
     host_noises: tuple[float, ...]
     inflation: float | None
     slope_var: float
+    level: float = 0.0
 
 
 def baseline(controls: Sequence[np.ndarray], carry_trend: bool,
@@ -193,7 +197,8 @@ def baseline(controls: Sequence[np.ndarray], carry_trend: bool,
                     host_noises=noises,
                     between=_between_upper(levels), between_raw=_between_sd(levels),
                     trend=trend[0], trend_se=trend[1], inflation=inflation,
-                    slope_var=_slope_var(hosts))
+                    slope_var=_slope_var(hosts),
+                    level=float(np.median(levels)) if len(levels) else 0.0)
 
 
 def measure(base: Baseline, test: np.ndarray, sign: float, aligned: bool,
@@ -274,7 +279,7 @@ def measure(base: Baseline, test: np.ndarray, sign: float, aligned: bool,
 
 
 @functools.lru_cache(maxsize=64)
-def _prediction_factor(hosts: int) -> float:
+def prediction_factor(hosts: int) -> float:
     """sqrt(1 + 1/k) * t_{k-1}(q) / z(q) at q = 97.7% (the 2-SD level): how much wider the
     level of one more host can fall from the mean of k hosts than a known SD says, so that
     "n SDs" between hosts means what it means for normal data even with few control hosts.
@@ -299,7 +304,7 @@ def _between_sd(levels: np.ndarray) -> float:
 def _between_upper(levels: np.ndarray) -> float:
     if len(levels) < 2:
         return 0.0
-    return _between_sd(levels) * _prediction_factor(len(levels))
+    return _between_sd(levels) * prediction_factor(len(levels))
 
 
 def _with_tests(c: Comparison, sign: float, aligned: bool, diffs: np.ndarray,

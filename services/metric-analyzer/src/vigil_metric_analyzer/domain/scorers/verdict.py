@@ -8,7 +8,7 @@ from dataclasses import replace
 from vigil_common.verdicts import AnalysisResult, Finding, Verdict, ordered, summarize
 from vigil_metric_analyzer.domain.scorers.looks import Look
 
-ANALYZER = "sax-robust-v4"
+ANALYZER = "sax-robust-v5"
 """Versioned name stamped on every result; a new decision logic gets a new version."""
 ALL_HOSTS = "*"
 
