@@ -33,14 +33,22 @@ R = TypeVar("R")
 
 
 class GroupCommit(Generic[T, R]):
-    """``await writer.submit(item)`` applies ``apply(conn, item)`` inside a shared
-    transaction and returns its result. The batch writer runs only while items are pending."""
+    """``await writer.submit(item)`` writes ``item`` inside a shared transaction and returns
+    its result. The batch writer runs only while items are pending.
+
+    Give ``apply(conn, item)`` to write the items one after another (each inside its caller's
+    trace), or ``apply_batch(conn, items)`` returning one result per item to write a batch with
+    set-based statements (it runs outside the callers' traces)."""
 
     def __init__(self, pool: asyncpg.Pool,
-                 apply: Callable[[asyncpg.Connection, T], Awaitable[R]], *, name: str,
-                 max_batch: int = 200):
+                 apply: Callable[[asyncpg.Connection, T], Awaitable[R]] | None = None, *,
+                 apply_batch: Callable[[asyncpg.Connection, list[T]], Awaitable[list[R]]]
+                 | None = None, name: str, max_batch: int = 200):
+        if (apply is None) == (apply_batch is None):
+            raise TypeError("GroupCommit needs exactly one of apply and apply_batch")
         self._pool = pool
         self._apply = apply
+        self._apply_batch = apply_batch
         self._name = name
         self._max_batch = max_batch
         self._pending: list[tuple[T, tracing.TraceContext | None, asyncio.Future[R]]] = []
@@ -89,11 +97,14 @@ class GroupCommit(Generic[T, R]):
                     future.cancel()
 
     async def _write(self, batch: list) -> list[R]:
-        results = []
         async with self._pool.acquire() as conn, conn.transaction():
-            for item, trace, _ in batch:
-                with tracing.use(trace):
-                    results.append(await self._apply(conn, item))
+            if self._apply_batch is not None:
+                results = list(await self._apply_batch(conn, [item for item, _, _ in batch]))
+            else:
+                results = []
+                for item, trace, _ in batch:
+                    with tracing.use(trace):
+                        results.append(await self._apply(conn, item))
         self.batches += 1
         BATCHES.labels(self._name).inc()
         ITEMS.labels(self._name).inc(len(batch))

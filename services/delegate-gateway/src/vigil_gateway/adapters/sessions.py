@@ -17,20 +17,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-from collections.abc import Sequence
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
-from prometheus_client import Counter
 
 from vigil.events.v1 import tasks_pb2
 from vigil_common import logs, outbox, topics
+from vigil_common.groupcommit import GroupCommit
 
 log = logs.get(__name__)
-BATCHES = Counter("vigil_gateway_session_batches_total",
-                  "Transactions that wrote session changes (group commits)")
-CHANGES = Counter("vigil_gateway_session_changes_total", "Session changes written",
-                  ["change"])
 
 Change = tasks_pb2.DelegateConnected | tasks_pb2.DelegateDisconnected
 
@@ -55,87 +50,71 @@ WHERE s.delegate_id = c.delegate_id AND s.session = c.session
 
 
 class SessionWriter:
-    """Group commit of session changes; ``open`` and ``close`` are safe to call from any
-    number of concurrent streams. The batch writer runs only while changes are pending."""
+    """Group commit of session changes (vigil_common.groupcommit, one set-based transaction
+    per batch); ``open`` and ``close`` are safe to call from any number of concurrent
+    streams."""
 
     def __init__(self, pool: asyncpg.Pool, producer: str, version: str, gateway_id: str,
                  max_batch: int = 500):
-        self._pool = pool
         self._producer = producer
         self._topic = topics.delegate_events(version)
         self._gateway_id = gateway_id
-        self._max_batch = max_batch
-        self._pending: list[tuple[Change, asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
-        self.batches = 0  # transactions written, for tests and the benchmark
+        self._commits: GroupCommit[Change, int] = GroupCommit(
+            pool, apply_batch=self._write, name="gateway-sessions", max_batch=max_batch)
+        self._closing: set[asyncio.Task] = set()
+
+    @property
+    def batches(self) -> int:
+        """Transactions written, for tests and the benchmark."""
+        return self._commits.batches
 
     async def open(self, ev: tasks_pb2.DelegateConnected) -> int:
         """Start the delegate's next session and queue DelegateConnected; returns its number
         (also set on ``ev``)."""
-        return await self._submit(ev)
+        opening = asyncio.ensure_future(self._commits.submit(ev))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:  # the stream went away: close the session once opened
+            opening.add_done_callback(lambda done: done.cancelled() or done.exception()
+                                      or self._orphaned(ev))
+            raise
 
     async def close(self, ev: tasks_pb2.DelegateDisconnected) -> None:
         """End the session (if it is still the delegate's current one) and queue
         DelegateDisconnected."""
-        await self._submit(ev)
-
-    def _submit(self, ev: Change) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((ev, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending())
-        return future
-
-    async def _write_pending(self) -> None:
-        while self._pending:
-            batch = self._pending[:self._max_batch]
-            del self._pending[:self._max_batch]
-            try:
-                sessions = await self._write([ev for ev, _ in batch])
-            except Exception as exc:  # each caller fails with the cause; the next batch retries
-                log.warning("session batch not written", changes=len(batch), exc_info=True)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (ev, future), session in zip(batch, sessions, strict=True):
-                if not future.done():
-                    future.set_result(session)
-                elif future.cancelled() and isinstance(ev, tasks_pb2.DelegateConnected):
-                    self._orphaned(ev)
+        await self._commits.submit(ev)
 
     def _orphaned(self, ev: tasks_pb2.DelegateConnected) -> None:
         """The stream that opened this session is gone: close the session after it."""
-        closing = asyncio.get_running_loop().create_future()
-        closing.add_done_callback(lambda f: f.cancelled() or f.exception())  # logged above
-        self._pending.append((tasks_pb2.DelegateDisconnected(
+        closing = asyncio.ensure_future(self.close(tasks_pb2.DelegateDisconnected(
             delegate_id=ev.delegate_id, account_id=ev.account_id, gateway_id=ev.gateway_id,
-            session=ev.session, disconnected_at=ev.connected_at), closing))
+            session=ev.session, disconnected_at=ev.connected_at)))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        closing.add_done_callback(lambda done: done.cancelled() or done.exception() is None
+                                  or log.warning("orphaned session not closed",
+                                                 delegate_id=ev.delegate_id,
+                                                 error=repr(done.exception())))
 
-    async def _write(self, changes: Sequence[Change]) -> list[int]:
-        """One transaction for the batch; returns each change's session number."""
+    async def _write(self, conn: asyncpg.Connection, changes: list[Change]) -> list[int]:
+        """The batch's statements; returns each change's session number."""
         closes = [ev for ev in changes if isinstance(ev, tasks_pb2.DelegateDisconnected)]
         opens = [ev for ev in changes if isinstance(ev, tasks_pb2.DelegateConnected)]
-        self.batches += 1
-        async with self._pool.acquire() as conn, conn.transaction():
-            if closes:
-                await conn.execute(_CLOSE, [ev.delegate_id for ev in closes],
-                                   [ev.session for ev in closes])
-            # A delegate that reconnected twice within one batch: one upsert per round, as a
-            # row can change only once per statement; its sessions stay in call order.
-            for round_ in _rounds(opens):
-                rows = await conn.fetch(_OPEN, json.dumps([{
-                    "delegate_id": ev.delegate_id, "account_id": ev.account_id, "name": ev.name,
-                    "version": ev.version, "capabilities": list(ev.capabilities),
-                    "selectors": list(ev.selectors)} for ev in round_]), self._gateway_id)
-                numbered = {r["delegate_id"]: r["session"] for r in rows}
-                for ev in round_:
-                    ev.session = numbered[ev.delegate_id]
-            await outbox.add_many(conn, self._producer, [
-                outbox.Item(self._topic, ev.delegate_id, ev, _event_id(ev)) for ev in changes])
-        BATCHES.inc()
-        CHANGES.labels("open").inc(len(opens))
-        CHANGES.labels("close").inc(len(closes))
+        if closes:
+            await conn.execute(_CLOSE, [ev.delegate_id for ev in closes],
+                               [ev.session for ev in closes])
+        # A delegate that reconnected twice within one batch: one upsert per round, as a row
+        # can change only once per statement; its sessions stay in call order.
+        for round_ in _rounds(opens):
+            rows = await conn.fetch(_OPEN, json.dumps([{
+                "delegate_id": ev.delegate_id, "account_id": ev.account_id, "name": ev.name,
+                "version": ev.version, "capabilities": list(ev.capabilities),
+                "selectors": list(ev.selectors)} for ev in round_]), self._gateway_id)
+            numbered = {r["delegate_id"]: r["session"] for r in rows}
+            for ev in round_:
+                ev.session = numbered[ev.delegate_id]
+        await outbox.add_many(conn, self._producer, [
+            outbox.Item(self._topic, ev.delegate_id, ev, _event_id(ev)) for ev in changes])
         return [ev.session for ev in changes]
 
 
