@@ -25,7 +25,7 @@ import math
 from scipy.stats import t as t_dist
 
 from vigil_common.verdicts import Sensitivity, Verdict
-from vigil_metric_analyzer.domain.classifiers.host import Decision
+from vigil_metric_analyzer.domain.classifiers.host import Decision, practical_size_text
 from vigil_metric_analyzer.domain.detectors.group import GroupComparison, t_upper
 from vigil_metric_analyzer.domain.policy import MetricKind, MetricPolicy
 from vigil_metric_analyzer.domain.sensitivity import Limits
@@ -41,6 +41,7 @@ def classify_group(metric: MetricPolicy, g: GroupComparison, sensitivity: Sensit
     test of group-shift and group-drift (the t lower bound must reach the practical size)."""
     floor = metric.absolute_floor.at(sensitivity)
     level = sensitivity.value.lower()
+    limits = f"{level} limits of {practical_size_text(metric, lim, floor)}"
     who = f"{metric.name} over {g.hosts} test hosts"
     size = _practical(metric, g, lim, floor)
     if (_large(metric, g, g.change, lim, floor) and g.change_z >= lim.sds and g.change_p < alpha
@@ -50,7 +51,7 @@ def classify_group(metric: MetricPolicy, g: GroupComparison, sensitivity: Sensit
                         f"({g.deviating} of {g.hosts} hosts worse), {_sds(g.change_z)} noise "
                         f"SDs, p={_p(g.change_p)}"
                         f"{_bound(metric, g, g.change, g.change_se, g.change_df, size_alpha)}: "
-                        f"above the {level} limits of {_size(metric, lim, floor)} and "
+                        f"above the {limits} and "
                         f"{lim.sds:g} SDs")
     if (_large(metric, g, g.drift_end, lim, floor) and g.drift_z >= lim.sds
             and g.drift_p < alpha
@@ -60,7 +61,7 @@ def classify_group(metric: MetricPolicy, g: GroupComparison, sensitivity: Sensit
                         f"the end of the window ({_sds(g.drift_z)} noise SDs, slopes "
                         f"p={_p(g.drift_p)}"
                         f"{_bound(metric, g, g.drift_end, g.drift_se, g.drift_df, size_alpha)}"
-                        f"): above the {level} limits of {_size(metric, lim, floor)} and "
+                        f"): above the {limits} and "
                         f"{lim.sds:g} SDs")
     if (metric.kind is not MetricKind.ERROR_RATE and g.sd_ratio >= lim.sd_ratio
             and g.tail_change > 0 and g.tail_change >= floor and g.spread_p < alpha):
@@ -69,7 +70,7 @@ def classify_group(metric: MetricPolicy, g: GroupComparison, sensitivity: Sensit
                         f"tail {_change(metric, g, g.tail_change)}, p={_p(g.spread_p)}: above "
                         f"the {level} SD ratio {lim.sd_ratio:g}")
     judgement = ("no worse than control" if g.change <= 0 else
-                 f"within the {level} limits of {_size(metric, lim, floor)} and {lim.sds:g} SDs")
+                 f"within the {limits} and {lim.sds:g} SDs")
     return Decision(Verdict.PASS, "group-shift",
                     f"{who}: mean change {_change(metric, g, g.change)} vs control, "
                     f"{_sds(g.change_z)} noise SDs: {judgement}")
@@ -104,17 +105,6 @@ def _large(metric: MetricPolicy, g: GroupComparison, bad: float, lim: Limits,
     if metric.kind is MetricKind.ERROR_RATE:
         return bad >= lim.error_points * metric.points_scale
     return g.relative_of(bad) >= lim.relative
-
-
-def _size(metric: MetricPolicy, lim: Limits, floor: float) -> str:
-    if metric.kind is MetricKind.ERROR_RATE:
-        size = f"{lim.error_points * metric.points_scale:g} pp" if metric.unit != "%" else \
-            f"{lim.error_points:g} pp"
-    else:
-        size = f"{lim.relative * 100:g}%"
-    if floor > 0:
-        size += f" and {amount(floor, metric.unit)}"
-    return size
 
 
 def _change(metric: MetricPolicy, g: GroupComparison, bad: float) -> str:

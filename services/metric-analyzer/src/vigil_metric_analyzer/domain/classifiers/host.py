@@ -173,8 +173,9 @@ def _more_minutes(c: Comparison, alpha: float, size: float) -> int | None:
     return max(1, math.ceil(extra_points / max(present_share, 1e-9)))
 
 
-def _practical_text(metric: MetricPolicy, sensitivity: Sensitivity, lim: Limits,
-                    floor: float) -> str:
+def practical_size_text(metric: MetricPolicy, lim: Limits, floor: float) -> str:
+    """The practical size a change must reach, as written in reasons: "10%", "1 pp",
+    "10% and 5.0 ms" (with an absolute floor)."""
     if metric.kind is MetricKind.ERROR_RATE:
         size = f"{lim.error_points * metric.points_scale:g} pp" if metric.unit != "%" else \
             f"{lim.error_points:g} pp"
@@ -182,7 +183,13 @@ def _practical_text(metric: MetricPolicy, sensitivity: Sensitivity, lim: Limits,
         size = f"{lim.relative * 100:g}%"
     if floor > 0:
         size += f" and {amount(floor, metric.unit)}"
-    return f"{sensitivity.value.lower()} limits of {size} and {lim.sds:g} SDs"
+    return size
+
+
+def _practical_text(metric: MetricPolicy, sensitivity: Sensitivity, lim: Limits,
+                    floor: float) -> str:
+    return (f"{sensitivity.value.lower()} limits of {practical_size_text(metric, lim, floor)} "
+            f"and {lim.sds:g} SDs")
 
 
 def _change(metric: MetricPolicy, c: Comparison, bad: float) -> str:
