@@ -10,11 +10,11 @@ import uuid
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer
+from topic_reader import read_records
 
 from vigil.api.v1 import api_pb2, api_pb2_grpc
 from vigil.events.v1 import execution_pb2, tasks_pb2
-from vigil_common import envelope, topics
+from vigil_common import topics
 from vigil_local.ports import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -40,24 +40,6 @@ stages:
             - {name: third, type: noop}
             - {name: fourth, type: noop}
 """
-
-
-async def _records(bootstrap: str, topic: str, execution_id: str) -> list:
-    """Every record of ``topic`` keyed by the execution, read from the beginning."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
-    await consumer.start()
-    found, idle = [], 0
-    try:
-        while idle < 3:
-            batch = await consumer.getmany(timeout_ms=500)
-            idle = 0 if batch else idle + 1
-            for records in batch.values():
-                found += [envelope.decode(r.headers, r.value) for r in records
-                          if r.key == execution_id.encode()]
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def _wait_for(api, auth, execution_id: str, done, timeout: float = 120.0):
@@ -98,9 +80,9 @@ async def test_killing_an_orchestrator_mid_execution_loses_nothing_and_runs_noth
             (name, 1, execution_pb2.STEP_STATUS_SUCCEEDED)
             for name in ("first", "soak", "second", "third", "fourth")]
 
-        dispatched = [e.message for e in await _records(
+        dispatched = [e.message for e in await read_records(
             stack.bootstrap, topics.dispatch_commands("v1"), execution_id)]
-        results = [e.message for e in await _records(
+        results = [e.message for e in await read_records(
             stack.bootstrap, topics.task_results("v1"), execution_id)]
         task_ids = {d.task_id for d in dispatched}
         assert len(task_ids) == 4, "each delegate step is dispatched as one task"

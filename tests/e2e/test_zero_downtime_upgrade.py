@@ -20,11 +20,11 @@ import uuid
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer
+from topic_reader import read_records
 
 from vigil.api.v1 import api_pb2, api_pb2_grpc
 from vigil.events.v1 import execution_pb2, tasks_pb2, versions_pb2
-from vigil_common import envelope, topics
+from vigil_common import topics
 from vigil_local.database import drop_database
 from vigil_local.stack import Stack, StackConfig
 from vigil_upgrade.control import beside_stack
@@ -94,24 +94,6 @@ class Hammer:
                 await asyncio.sleep(0.01)
 
 
-async def _records(bootstrap: str, topic: str, key: str | None = None) -> list:
-    """Every record of ``topic`` (with that key), decoded, read from the beginning."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
-    await consumer.start()
-    found, idle = [], 0
-    try:
-        while idle < 3:
-            batch = await consumer.getmany(timeout_ms=400)
-            idle = 0 if batch else idle + 1
-            for records in batch.values():
-                found += [envelope.decode(r.headers, r.value) for r in records
-                          if key is None or r.key == key.encode()]
-    finally:
-        await consumer.stop()
-    return found
-
-
 async def _until(what: str, probe, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while True:
@@ -136,22 +118,22 @@ async def _check_counts(bootstrap: str, execution_id: str, version: str,
                         steps: list[str], delegate_steps: int, logs_dir) -> None:
     """Every event of the execution once on the public topic, each task dispatched once,
     started once by a delegate and reported once, all on the execution's own version."""
-    public = [e.message for e in await _records(bootstrap, topics.EXECUTIONS, execution_id)]
+    public = [e.message for e in await read_records(bootstrap, topics.EXECUTIONS, execution_id)]
     kinds = collections.Counter(type(m).__name__ for m in public)
     assert kinds["ExecutionStarted"] == 1 and kinds["ExecutionFinished"] == 1, kinds
     succeeded = collections.Counter(m.step.step for m in public
                                     if isinstance(m, execution_pb2.StepSucceeded))
     assert succeeded == collections.Counter(steps), succeeded
-    dispatched = [e.message for e in await _records(
+    dispatched = [e.message for e in await read_records(
         bootstrap, topics.dispatch_commands(version), execution_id)]
-    results = [e.message for e in await _records(
+    results = [e.message for e in await read_records(
         bootstrap, topics.task_results(version), execution_id)]
     task_ids = [d.task_id for d in dispatched]
     assert len(task_ids) == len(set(task_ids)) == delegate_steps, task_ids
     reported = [r.task_id for r in results if isinstance(r, tasks_pb2.TaskSucceeded)]
     assert sorted(reported) == sorted(task_ids), "each task ran and reported exactly once"
     other = "v2" if version == "v1" else "v1"
-    assert not await _records(bootstrap, topics.dispatch_commands(other), execution_id)
+    assert not await read_records(bootstrap, topics.dispatch_commands(other), execution_id)
     # The stack's v1 delegate and the watcher's v2 delegate log each task they start.
     lines = [line for path in logs_dir.glob("delegate-1*.log")
              for line in path.read_text().splitlines() if '"task started"' in line]
@@ -252,7 +234,7 @@ async def test_upgrade_to_v2_and_rollback_without_a_failed_call_or_a_lost_event(
                     (back_id, "v1", ["one", "two"])):
                 await _check_counts(stack.bootstrap, execution_id, version, steps, 2,
                                     stack.logs_dir)
-            changes = [e.message for e in await _records(stack.bootstrap, topics.VERSIONS)]
+            changes = [e.message for e in await read_records(stack.bootstrap, topics.VERSIONS)]
             assert [(c.version, c.kind, c.generation) for c in changes] == [
                 ("v1", versions_pb2.PRIMARY_CHANGE_KIND_INITIAL, 1),
                 ("v2", versions_pb2.PRIMARY_CHANGE_KIND_SWITCH, 2),
