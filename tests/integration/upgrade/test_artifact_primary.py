@@ -1,7 +1,6 @@
 """Issue 4: with v1 and v2 both running, both orchestrators read the public artifacts topic;
 only the version that was primary when the artifact was published starts its executions."""
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,8 +8,7 @@ import pytest
 import pytest_asyncio
 
 from vigil.events.v1 import artifact_pb2
-from vigil_common import db, envelope
-from vigil_local.database import create_database_if_missing, drop_database
+from vigil_common import envelope
 from vigil_orchestrator.adapters.postgres import PostgresStore
 from vigil_orchestrator.handlers import Handlers
 from vigil_upgrade.adapters.postgres import VersionStore
@@ -35,15 +33,8 @@ stages:
 
 
 @pytest_asyncio.fixture
-async def pool(database_url):
-    url = f"{database_url.rsplit('/', 1)[0]}/vigil_artifact_{uuid.uuid4().hex[:10]}"
-    await create_database_if_missing(url)
-    try:
-        await asyncio.to_thread(db.migrate, url)
-        async with db.pool(url, max_size=4) as p:
-            yield p
-    finally:
-        await drop_database(url)
+async def pool(own_database):
+    return own_database[0]
 
 
 def _published(at: datetime) -> envelope.Envelope:

@@ -7,15 +7,12 @@ the primary record in a real PostgreSQL."""
 import asyncio
 import contextlib
 import sys
-import uuid
 from pathlib import Path
 
 import kmock
 import pytest
 import pytest_asyncio
 
-from vigil_common import db
-from vigil_local.database import create_database_if_missing, drop_database
 from vigil_upgrade.adapters import k8s
 from vigil_upgrade.adapters.postgres import VersionStore
 from vigil_upgrade.domain import UpgradeError
@@ -42,17 +39,8 @@ async def kube():
 
 
 @pytest_asyncio.fixture
-async def store(database_url):
-    """A database of its own: the primary record is a singleton and running executions of
-    other tests' "v1" would (rightly) block tearing v1 down."""
-    url = f"{database_url.rsplit('/', 1)[0]}/vigil_k8s_{uuid.uuid4().hex[:10]}"
-    await create_database_if_missing(url)
-    try:
-        await asyncio.to_thread(db.migrate, url)
-        async with db.pool(url, max_size=2) as pool:
-            yield VersionStore(pool)
-    finally:
-        await drop_database(url)
+async def store(own_database):
+    return VersionStore(own_database[0])
 
 
 async def _selector(platform: k8s.KubernetesPlatform, name: str) -> str:

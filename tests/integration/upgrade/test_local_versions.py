@@ -4,13 +4,10 @@ file. Real service processes, the real broker and PostgreSQL."""
 
 import asyncio
 import os
-import uuid
 
 import pytest
 import pytest_asyncio
 
-from vigil_common import db
-from vigil_local.database import create_database_if_missing, drop_database
 from vigil_upgrade.adapters.local import Controller, GoalFile, LocalVersions
 from vigil_upgrade.adapters.postgres import VersionStore
 
@@ -18,15 +15,9 @@ pytestmark = pytest.mark.asyncio
 
 
 @pytest_asyncio.fixture
-async def store(database_url):
-    url = f"{database_url.rsplit('/', 1)[0]}/vigil_local_{uuid.uuid4().hex[:10]}"
-    await create_database_if_missing(url)
-    try:
-        await asyncio.to_thread(db.migrate, url)
-        async with db.pool(url, max_size=2) as pool:
-            yield VersionStore(pool), url
-    finally:
-        await drop_database(url)
+async def store(own_database):
+    pool, url = own_database
+    return VersionStore(pool), url
 
 
 async def test_a_version_that_cannot_start_is_failed_cleaned_up_then_stopped(

@@ -5,15 +5,12 @@ two orchestrator versions; the primary record is in a real PostgreSQL."""
 
 import asyncio
 import time
-import uuid
 
 import grpc
 import pytest
 import pytest_asyncio
 
 from vigil.api.v1 import api_pb2, api_pb2_grpc
-from vigil_common import db
-from vigil_local.database import create_database_if_missing, drop_database
 from vigil_upgrade import router
 from vigil_upgrade.adapters.postgres import VersionStore
 from vigil_upgrade.domain import PrimaryChangeKind
@@ -45,15 +42,8 @@ class FakeOrchestrator(api_pb2_grpc.ExecutionServiceServicer):
 
 
 @pytest_asyncio.fixture
-async def pool(database_url):
-    url = f"{database_url.rsplit('/', 1)[0]}/vigil_router_{uuid.uuid4().hex[:10]}"
-    await create_database_if_missing(url)
-    try:
-        await asyncio.to_thread(db.migrate, url)
-        async with db.pool(url, max_size=4) as p:
-            yield p
-    finally:
-        await drop_database(url)
+async def pool(own_database):
+    return own_database[0]
 
 
 async def _backend(version: str) -> tuple[grpc.aio.Server, str]:
